@@ -1,0 +1,1 @@
+"""The study: search space, Tuner + OptunaSearch + ASHA, predicting, reports, and the visionsweep command line."""

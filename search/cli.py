@@ -1,0 +1,101 @@
+"""The `visionsweep` command line: parses flags, runs one subcommand, turns bad input into exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from datasets import DataError, spec_from_dict
+
+EXIT_BAD_INPUT = 2
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """Flags that override every guess about the DATA folder (fields of datasets.DatasetSpec)."""
+    g = p.add_argument_group("data layout (each flag overrides a guess)")
+    g.add_argument("data", type=Path, help="the competition folder (train.csv + train/, or train/<class>/)")
+    g.add_argument("--layout", choices=["auto", "csv", "folders", "filenames"])
+    g.add_argument("--train-csv", help="labels file in DATA (default train.csv)")
+    g.add_argument("--id-col", help="id column of train.csv (default: the first)")
+    g.add_argument("--label-col", help="label column of train.csv (default: the only other column)")
+    g.add_argument("--train-dir", help="training images folder (default train)")
+    g.add_argument("--valid-dir", help="validation class folders (default valid)")
+    g.add_argument("--test-dir", help="images to predict (default test)")
+    g.add_argument("--sample-csv", help="sample submission in DATA (default sample_submission.csv)")
+    g.add_argument("--label-regex", help=r"labels from file names, e.g. '^(?P<label>[a-z]+)\.'")
+    g.add_argument("--positive-class", help="binary tasks: the class whose probability is submitted")
+    g.add_argument("--vertical-flip", action="store_true", default=None,
+                   help="orientation-free images (aerial, microscopy): vertical flips and 90-degree turns are valid")
+    g.add_argument("--cache-size", type=int, help="cached image side in px (default: native, capped at 256)")
+    g.add_argument("--resize-method", choices=["crop", "squish"], help="how non-square images are cached")
+    g.add_argument("--cache-dir", type=Path, help="decoded-image cache (default $VISIONSWEEP_CACHE or "
+                                                  "~/.cache/visionsweep)")
+    g.add_argument("--valid-pct", type=float, help="random stratified holdout when there is no valid/ (default 0.2)")
+    g.add_argument("--seed", type=int, help="split and training seed (default 42)")
+
+
+_DATA_FLAGS = {"data": "root", "layout": "layout", "train_csv": "train_csv", "id_col": "id_col",
+               "label_col": "label_col", "train_dir": "train_dir", "valid_dir": "valid_dir", "test_dir": "test_dir",
+               "sample_csv": "sample_csv", "label_regex": "label_regex", "positive_class": "positive_class",
+               "vertical_flip": "vertical_flip", "cache_size": "cache_size", "resize_method": "resize_method",
+               "cache_dir": "cache_dir", "valid_pct": "valid_pct", "seed": "seed"}
+
+
+def spec_from_args(args: argparse.Namespace, base: dict | None = None):
+    """DatasetSpec from flags; flags that were given win over `base` (e.g. a YAML config's `data:` section)."""
+    values = dict(base or {})
+    for flag, field in _DATA_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            values[field] = value
+    return spec_from_dict(values)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from datasets.load import format_summary, load_dataset
+
+    data = load_dataset(spec_from_args(args))
+    print(format_summary(data.summary))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from datasets.demo import build_demo
+    from datasets.load import format_summary, load_dataset
+
+    data_dir = build_demo(args.out)
+    print(f"demo dataset: {data_dir} (scikit-learn digits, 10 classes; test labels in {data_dir.parent}/solution.csv)")
+    data = load_dataset(spec_from_dict({"root": data_dir}))
+    print(format_summary(data.summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visionsweep", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate a DATA folder and print what visionsweep sees")
+    add_data_args(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("demo", help="build the digits demo dataset and run the main job on it")
+    p.add_argument("--out", type=Path, default=Path("visionsweep-demo"), help="demo folder (default ./visionsweep-demo)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as err:
+        print(f"visionsweep {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"visionsweep {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
