@@ -71,6 +71,76 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """Flags of trainables.TrainConfig (defaults live in the dataclass)."""
+    g = p.add_argument_group("training")
+    g.add_argument("--backbone", help="timm model name (default resnet18)")
+    g.add_argument("--max-lr", type=float, help="peak one-cycle learning rate (default 3e-3; see lr-find)")
+    g.add_argument("--epochs", type=int, help="epochs with the whole model trainable (default 5)")
+    g.add_argument("--freeze-epochs", type=int, help="head-only epochs first, as fastai's fine_tune (default 0)")
+    g.add_argument("--batch-size", type=int, help="images per worker per step (default 64)")
+    g.add_argument("--image-size", type=int, help="model input px (default: the backbone's pretrained size)")
+    g.add_argument("--aug", type=float, help="augmentation strength in [0, 1] (default 0.5)")
+    g.add_argument("--weight-decay", type=float, help="AdamW decoupled weight decay (default 0.01)")
+    g.add_argument("--workers", type=int, help="DDP workers: GPUs, or CPU processes with --cpu (default 1)")
+    g.add_argument("--metric", choices=["auto", "accuracy", "auc", "log_loss", "valid_loss", "error_rate"],
+                   help="validation metric for the best checkpoint (default: auc for binary, else accuracy)")
+    g.add_argument("--weights", help="weights file (safetensors or state dict) instead of the hub")
+    g.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
+                   help="random init (no pretrained weights)")
+    g.add_argument("--cpu", action="store_true", help="train on CPUs even when GPUs are available")
+
+
+_TRAIN_FLAGS = ("backbone", "max_lr", "epochs", "freeze_epochs", "batch_size", "image_size", "aug", "weight_decay",
+                "workers", "metric", "weights", "pretrained", "seed")
+
+
+def train_config_from_args(args: argparse.Namespace, base: dict | None = None):
+    from trainables.config import config_from_dict
+
+    values = dict(base or {})
+    values.update({k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k, None) is not None})
+    if "use_gpu" not in values:
+        values["use_gpu"] = not args.cpu and _gpus_available()
+    return config_from_dict(values)
+
+
+def _gpus_available() -> bool:
+    import os
+
+    if os.environ.get("RAY_ADDRESS"):  # a cluster: its workers may have GPUs the driver lacks
+        import ray
+
+        ray.init(ignore_reinit_error=True)
+        return ray.cluster_resources().get("GPU", 0) > 0
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from datasets.load import load_dataset
+    from trainables.ray_train import run_training
+
+    spec = spec_from_args(args)
+    cfg = train_config_from_args(args)
+    data = load_dataset(spec)
+    run_training(data=data, cfg=cfg, out_dir=args.out, valid_pct=spec.valid_pct, split_seed=spec.seed,
+                 resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from datasets.load import load_dataset
+    from trainables.ray_train import run_lr_find_job
+
+    spec = spec_from_args(args)
+    cfg = train_config_from_args(args)
+    run_lr_find_job(data=load_dataset(spec), cfg=cfg, valid_pct=spec.valid_pct, split_seed=spec.seed,
+                    out_png=args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionsweep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a DATA folder and print what visionsweep sees")
     add_data_args(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("train", help="one fine-tuning run (Ray Train TorchTrainer, DDP over --workers)")
+    add_data_args(p)
+    add_train_args(p)
+    p.add_argument("--out", type=Path, required=True, help="run directory (refused if it exists)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("lr-find", help="fastai's learning-rate finder: suggested --max-lr and a plot")
+    add_data_args(p)
+    add_train_args(p)
+    p.add_argument("--out", type=Path, default=Path("lr_find.png"), help="plot (default lr_find.png; the curve "
+                                                                          "goes to the same name .json)")
+    p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("demo", help="build the digits demo dataset and run the main job on it")
     p.add_argument("--out", type=Path, default=Path("visionsweep-demo"), help="demo folder (default ./visionsweep-demo)")

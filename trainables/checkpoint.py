@@ -1,0 +1,71 @@
+"""Checkpoints: weights in safetensors, facts in meta.json, optimizer state for resume loadable with weights_only."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from datasets import DataError
+
+WEIGHTS, META, STATE = "model.safetensors", "meta.json", "train_state.pt"
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_checkpoint(directory: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                     meta: dict) -> None:
+    """Each file appears whole or not at all (written aside, then renamed). No pickled code: the state is
+    tensors and plain containers, which torch.load(weights_only=True) accepts."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    _atomic_write(d / WEIGHTS, lambda p: save_file(weights, str(p)))
+    if optimizer is not None:
+        state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+        _atomic_write(d / STATE, lambda p: torch.save(state, p))
+    _atomic_write(d / META, lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
+
+
+def read_meta(directory: str | Path) -> dict:
+    path = Path(directory) / META
+    if not path.is_file():
+        raise DataError(f"{directory} is not a visionsweep checkpoint (no {META})")
+    return json.loads(path.read_text())
+
+
+def load_weights_into(model: nn.Module, directory: str | Path) -> None:
+    """Strict: every tensor of the model, no extra ones."""
+    model.load_state_dict(load_file(str(Path(directory) / WEIGHTS)), strict=True)
+
+
+def read_train_state(directory: str | Path) -> dict:
+    """The optimizer state for resume; weights_only=True refuses pickled code (a planted pickle is an error)."""
+    path = Path(directory) / STATE
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise DataError(f"{path} is not a plain tensor state file; refusing to load it "
+                        f"({type(err).__name__}: {str(err)[:200]})") from None
+
+
+def export_checkpoint(src: str | Path, dst: str | Path) -> None:
+    """Copy a checkpoint's weights and meta (not the optimizer) to `dst`, replacing it atomically."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in (WEIGHTS, META):
+        shutil.copy2(Path(src) / name, tmp / name)
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)

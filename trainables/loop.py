@@ -1,0 +1,294 @@
+"""The training loop in plain PyTorch (no Ray): per-rank shards, one-cycle AdamW, augmentation on the
+device, validation over the whole set across ranks, and resume from a checkpoint's state."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+import torch.nn.functional as F
+from torch import nn
+
+from datasets.augment import augment, prepare
+from trainables.config import TrainConfig
+from trainables.metrics import classification_metrics
+from trainables.model import head_prefix, is_head_key
+from trainables.schedule import one_cycle
+
+# Keep the whole uint8 dataset on the GPU when it takes less than this share of free memory:
+# then a batch is one index op on the device, and the GPU never waits for the host.
+GPU_DATA_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the loop needs to know about the labels and the images."""
+
+    num_classes: int
+    positive_index: int | None   # binary tasks: the class whose probability is scored (AUC)
+    vertical_flip: bool          # orientation-free images
+    image_size: int              # model input side, px
+    mean: tuple[float, ...]      # the backbone's normalisation
+    std: tuple[float, ...]
+
+
+class Dist:
+    """This process's place in the DDP group (a group of one without torch.distributed)."""
+
+    def __init__(self) -> None:
+        self.on = torch_dist.is_available() and torch_dist.is_initialized()
+        self.rank = torch_dist.get_rank() if self.on else 0
+        self.world = torch_dist.get_world_size() if self.on else 1
+
+    def mean(self, t: torch.Tensor) -> torch.Tensor:
+        if self.on:
+            t = t.clone()
+            torch_dist.all_reduce(t)
+            t /= self.world
+        return t
+
+    def gather_rows(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's tensor (first dims may differ by rank), in rank order, on every rank."""
+        if not self.on:
+            return [t]
+        n = torch.tensor([t.shape[0]], device=t.device)
+        sizes = [torch.zeros_like(n) for _ in range(self.world)]
+        torch_dist.all_gather(sizes, n)
+        top = int(max(s.item() for s in sizes))
+        padded = torch.zeros((top, *t.shape[1:]), dtype=t.dtype, device=t.device)
+        padded[: t.shape[0]] = t
+        parts = [torch.zeros_like(padded) for _ in range(self.world)]
+        torch_dist.all_gather(parts, padded)
+        return [p[: int(s.item())] for p, s in zip(parts, sizes)]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def steps_per_epoch(n_train: int, world: int, batch_size: int) -> int:
+    """Equal on every rank (DDP needs it): each rank's shard is n // world, the last partial batch dropped."""
+    shard = n_train // world
+    if shard < 2:
+        raise ValueError(f"{n_train} training images cannot be split over {world} workers")
+    return max(1, shard // batch_size)
+
+
+def train_shard(n: int, *, rank: int, world: int, seed: int, epoch: int) -> np.ndarray:
+    """This rank's indices for an epoch: one permutation seeded by (seed, epoch), the same on every rank."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    per_rank = n // world
+    return perm[rank * per_rank:(rank + 1) * per_rank]
+
+
+def valid_shard(n: int, *, rank: int, world: int) -> np.ndarray:
+    """Strided: every sample exactly once over all ranks, none padded or duplicated."""
+    return np.arange(rank, n, world)
+
+
+def interleave(parts: list[torch.Tensor], n: int) -> torch.Tensor:
+    """Undo valid_shard: rank r holds rows r, r + world, ..."""
+    out = torch.empty((n, *parts[0].shape[1:]), dtype=parts[0].dtype, device=parts[0].device)
+    for r, part in enumerate(parts):
+        out[r::len(parts)] = part
+    return out
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Four groups: body/head x decay/no-decay; norms and biases (1-d tensors) get no weight decay."""
+    prefix = head_prefix(unwrap(model))
+    groups = {(part, decay): [] for part in ("body", "head") for decay in (True, False)}
+    for name, p in unwrap(model).named_parameters():
+        part = "head" if is_head_key(name, prefix) else "body"
+        groups[(part, p.ndim > 1)].append(p)
+    return [{"params": ps, "part": part, "weight_decay": weight_decay if decay else 0.0}
+            for (part, decay), ps in groups.items() if ps]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.max_lr / cfg.div,
+                             betas=(cfg.mom_max, 0.99), eps=1e-5)
+
+
+def schedule_at(step: int, *, cfg: TrainConfig, steps: int) -> tuple[float, float, float]:
+    """(head lr, body lr, beta1) at a global step: a frozen-head one-cycle, then the full one-cycle."""
+    frozen_steps = cfg.freeze_epochs * steps
+    kw = dict(pct_start=cfg.pct_start, div=cfg.div, final_div=cfg.final_div, mom_max=cfg.mom_max, mom_min=cfg.mom_min)
+    if step < frozen_steps:
+        lr, beta1 = one_cycle(step, frozen_steps, max_lr=cfg.max_lr, **kw)
+        return lr, 0.0, beta1  # frozen body: LR 0 keeps DDP's gradient buckets intact (no requires_grad flips)
+    lr, beta1 = one_cycle(step - frozen_steps, cfg.epochs * steps, max_lr=cfg.max_lr, **kw)
+    body = lr / cfg.body_lr_div if cfg.freeze_epochs else lr
+    return lr, body, beta1
+
+
+def _set_hyper(opt: torch.optim.Optimizer, head_lr: float, body_lr: float, beta1: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = head_lr if g["part"] == "head" else body_lr
+        g["betas"] = (beta1, g["betas"][1])
+
+
+def to_device_uint8(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    with warnings.catch_warnings():  # arrays from Ray's object store are read-only; we never write to them
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.from_numpy(x)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if t.numel() < GPU_DATA_SHARE * free:
+            return t.to(device)
+        return t.pin_memory()
+    return t
+
+
+class Batches:
+    """uint8 images and labels; batches are gathered by index (on the device when the data lives there)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, device: torch.device) -> None:
+        self.x = to_device_uint8(x, device)
+        self.y = torch.from_numpy(np.ascontiguousarray(y)).to(self.x.device)  # labels live with the images
+        self.device = device
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def get(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        i = torch.from_numpy(idx).to(self.x.device)
+        return self.x[i].to(self.device, non_blocking=True), self.y[i].to(self.device, non_blocking=True)
+
+
+class Runner:
+    """One model on one device: the pieces of a training step and of evaluation, shared by fit and lr_find."""
+
+    def __init__(self, model: nn.Module, task: Task, device: torch.device, *, label_smoothing: float = 0.0) -> None:
+        self.model, self.task, self.device = model, task, device
+        self.cuda = device.type == "cuda"
+        self.label_smoothing = label_smoothing
+
+    def _inputs(self, xb: torch.Tensor, *, strength: float, gen: torch.Generator | None) -> torch.Tensor:
+        t = self.task
+        if strength > 0:
+            x = augment(xb, strength=strength, size=t.image_size, mean=t.mean, std=t.std,
+                        vertical_flip=t.vertical_flip, gen=gen)
+        else:
+            x = prepare(xb, size=t.image_size, mean=t.mean, std=t.std)
+        return x.contiguous(memory_format=torch.channels_last) if self.cuda else x
+
+    def loss(self, xb: torch.Tensor, yb: torch.Tensor, *, strength: float, gen: torch.Generator | None):
+        x = self._inputs(xb, strength=strength, gen=gen)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
+            logits = self.model(x)
+        return F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
+
+    @torch.no_grad()
+    def logits(self, data: Batches, idx: np.ndarray, *, batch_size: int, transform=None) -> torch.Tensor:
+        """Logits (float32) for data[idx], in order. Uses the unwrapped model: no DDP collectives, so
+        ranks may run different numbers of batches."""
+        net = unwrap(self.model)
+        was_training = net.training
+        net.eval()
+        outs = []
+        for s in range(0, len(idx), batch_size):
+            xb, _ = data.get(idx[s:s + batch_size])
+            x = self._inputs(xb, strength=0.0, gen=None)
+            if transform is not None:
+                x = transform(x)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
+                outs.append(net(x).float())
+        net.train(was_training)
+        if not outs:
+            return torch.zeros((0, self.task.num_classes), device=self.device)
+        return torch.cat(outs)
+
+
+def evaluate(runner: Runner, valid: Batches, dist: Dist, *, batch_size: int) -> dict[str, float]:
+    """Metrics over the WHOLE validation set: each rank predicts its strided shard, all ranks gather."""
+    n = len(valid)
+    logits = runner.logits(valid, valid_shard(n, rank=dist.rank, world=dist.world), batch_size=batch_size)
+    full = interleave(dist.gather_rows(logits), n)
+    return classification_metrics(full, valid.y, positive_index=runner.task.positive_index,
+                                  label_smoothing=runner.label_smoothing)
+
+
+ReportFn = Callable[[int, dict, Callable[[str], None] | None], None]
+
+
+def fit(model: nn.Module, *, cfg: TrainConfig, task: Task, train: Batches, valid: Batches, device: torch.device,
+        report: ReportFn, write_checkpoint: Callable[..., None], resume: dict | None = None,
+        log: Callable[[str], None] = print) -> list[dict]:
+    """Train for cfg.total_epochs, calling report(epoch, metrics, save) after each; return the history.
+
+    `save(dir)` (given to report on rank 0 only) writes the checkpoint for that epoch through
+    `write_checkpoint(dir, model=..., optimizer=..., epoch=..., history=..., step_losses=...)`.
+    `resume` (from a checkpoint) continues after its epoch with its optimizer state: the schedule step,
+    shuffling and augmentation randomness are functions of (seed, epoch), so a resumed run takes the
+    same path as an uninterrupted one."""
+    dist = Dist()
+    runner = Runner(model, task, device, label_smoothing=cfg.label_smoothing)
+    opt = make_optimizer(model, cfg)
+    steps = steps_per_epoch(len(train), dist.world, cfg.batch_size)
+    history: list[dict] = []
+    step_losses: list[float] = []
+    start_epoch = 1
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        history, step_losses = list(resume["history"]), list(resume["step_losses"])
+        start_epoch = int(resume["epoch"]) + 1
+        log(f"resumed after epoch {resume['epoch']} of {cfg.total_epochs}")
+    if dist.rank == 0 and start_epoch == 1:
+        log(format_header(task))
+    for epoch in range(start_epoch, cfg.total_epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        idx = train_shard(len(train), rank=dist.rank, world=dist.world, seed=cfg.seed, epoch=epoch)
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + dist.rank)
+        losses = torch.zeros(steps, device=device)
+        for b in range(steps):
+            head_lr, body_lr, beta1 = schedule_at((epoch - 1) * steps + b, cfg=cfg, steps=steps)
+            _set_hyper(opt, head_lr, body_lr, beta1)
+            xb, yb = train.get(idx[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+            loss = runner.loss(xb, yb, strength=cfg.aug, gen=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses[b] = loss.detach()  # no .item() in the hot loop: no host sync per step
+        train_loss = dist.mean(losses.mean()).item()
+        if not np.isfinite(train_loss):
+            raise FloatingPointError(f"training loss is {train_loss} in epoch {epoch}; lower --max-lr")
+        metrics = evaluate(runner, valid, dist, batch_size=max(cfg.batch_size, 128))
+        metrics = {"epoch": epoch, "train_loss": train_loss, **metrics, "time_s": time.perf_counter() - t0,
+                   "lr": head_lr}
+        history.append(metrics)
+        step_losses += losses.cpu().tolist()
+        if dist.rank == 0:
+            log(format_row(metrics, task))
+
+        def save(path: str, _epoch=epoch) -> None:
+            write_checkpoint(path, model=unwrap(model), optimizer=opt, epoch=_epoch, history=history,
+                             step_losses=step_losses)
+
+        report(epoch, metrics, save if dist.rank == 0 else None)
+    return history
+
+
+_COLUMNS = ["epoch", "train_loss", "valid_loss", "accuracy", "error_rate", "auc", "log_loss", "time_s"]
+
+
+def _columns(task: Task) -> list[str]:
+    return [c for c in _COLUMNS if c != "auc" or task.positive_index is not None]
+
+
+def format_header(task: Task) -> str:
+    return "  ".join(f"{c:>10}" for c in _columns(task))
+
+
+def format_row(metrics: dict, task: Task) -> str:
+    cells = []
+    for c in _columns(task):
+        v = metrics[c]
+        cells.append(f"{v:>10d}" if c == "epoch" else f"{v:>10.2f}" if c == "time_s" else f"{v:>10.4f}")
+    return "  ".join(cells)

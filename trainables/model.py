@@ -1,0 +1,153 @@
+"""Backbones: a timm model with a new head, pretrained weights from the hub or a file, and its preprocessing."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from datasets import DataError
+
+HUB_HOST = "huggingface.co"
+
+
+def check_backbone(name: str) -> None:
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; list them with python -c 'import timm; print(timm.list_models())'"
+        raise DataError(f"--backbone {name!r} is not a timm model name{hint}")
+
+
+def head_prefix(model: nn.Module) -> str:
+    """The classifier's module name as timm records it ('fc', 'classifier', 'head.fc')."""
+    return model.pretrained_cfg.get("classifier") or "classifier"
+
+
+def is_head_key(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".")
+
+
+def data_config(model: nn.Module, image_size: int | None) -> dict:
+    """Input size, mean and std from the backbone's own pretrained config (nothing hard-codes ImageNet)."""
+    cfg = timm.data.resolve_model_data_config(model)
+    size = image_size or int(cfg["input_size"][-1])
+    return {"image_size": size, "mean": [float(v) for v in cfg["mean"]], "std": [float(v) for v in cfg["std"]]}
+
+
+@contextmanager
+def _hub_offline():
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: str | None = None,
+                 log=print) -> tuple[nn.Module, str]:
+    """(model, where its weights came from). Pretrained weights: `weights` file, else the hub's local cache,
+    else the hub when reachable, else a loud warning and random init (the offline case)."""
+    check_backbone(backbone)
+    if weights is not None:
+        model = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
+        return model, load_weights(model, Path(weights), log=log)
+    if not pretrained:
+        return timm.create_model(backbone, pretrained=False, num_classes=num_classes), "random init (--no-pretrained)"
+    try:
+        with _hub_offline():  # the local cache first: no network round trips, no 45 s of retries offline
+            return timm.create_model(backbone, pretrained=True, num_classes=num_classes), "pretrained (hub cache)"
+    except Exception:
+        pass
+    if _hub_reachable():
+        try:
+            return timm.create_model(backbone, pretrained=True, num_classes=num_classes), "pretrained (hub)"
+        except Exception as err:  # e.g. a model that has no pretrained weights
+            reason = f"{type(err).__name__}: {err}"
+    else:
+        reason = f"{HUB_HOST} is not reachable"
+    msg = (f"WARNING: no pretrained weights for {backbone} ({reason}); training from RANDOM INIT, which needs far "
+           f"more data and epochs. Pass --weights FILE, or run once with internet to fill the hub cache.")
+    warnings.warn(msg, stacklevel=2)
+    log("!" * 100 + "\n" + msg + "\n" + "!" * 100)
+    return timm.create_model(backbone, pretrained=False, num_classes=num_classes), "random init (offline)"
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise DataError(f"--weights {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
+    except Exception as err:
+        raise DataError(f"--weights {path} is not a safetensors file or a plain state dict loadable with "
+                        f"weights_only=True ({type(err).__name__}: {str(err)[:200]})") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DataError(f"--weights {path} does not hold a state dict of tensors")
+    return obj
+
+
+def load_weights(model: nn.Module, path: Path, *, log=print) -> str:
+    """Load a file's body tensors strictly; the head stays new unless its shape already fits.
+
+    Keys are matched by name; when the names differ but the tensors correspond one to one in order and
+    shape (e.g. the efficientnet-lite0 package's file on timm's tf_efficientnet_lite0), they are mapped
+    by position and the log says so. Any other mismatch is an error naming the first differing tensor."""
+    source = {k: v for k, v in read_state_dict(path).items() if not k.endswith("num_batches_tracked")}
+    target = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    prefix = head_prefix(model)
+    body = [k for k in target if not is_head_key(k, prefix)]
+    head = [k for k in target if is_head_key(k, prefix)]
+    if all(k in source for k in body):
+        mapping = {k: k for k in body + [h for h in head if h in source]}
+        how = "by name"
+    elif len(source) == len(target):
+        mapping = dict(zip(target, source))  # by position: the file's head sits where the model's does
+        how = "by position (key names differ, order and shapes match)"
+    else:
+        missing = next(k for k in body if k not in source)
+        raise DataError(f"--weights {path} does not fit {type(model).__name__}: the model's tensor {missing!r} is "
+                        f"not in the file, and the counts differ ({len(source)} in the file, {len(target)} in the "
+                        f"model) so they cannot be mapped by position; use weights made for this backbone")
+    new_state, kept_new_head = {}, []
+    for tk, sk in mapping.items():
+        want, got = target[tk].shape, source[sk].shape
+        if want != got:
+            if tk in head:
+                kept_new_head.append(tk)  # 1000 ImageNet classes vs this task's classes: the head is new
+                continue
+            raise DataError(f"--weights {path}: tensor {sk!r} has shape {tuple(got)} but the model's {tk!r} needs "
+                            f"{tuple(want)} (first differing tensor, matched {how.split(' (')[0]}); use weights "
+                            f"made for this backbone")
+        new_state[tk] = source[sk]
+    missing = [k for k in body if k not in new_state]
+    if missing:
+        raise DataError(f"--weights {path}: no tensor for {missing[0]!r} (and {len(missing) - 1} more)")
+    model.load_state_dict(new_state, strict=False)
+    msg = f"loaded {len(new_state)} tensors from {path.name} {how}; new head: {', '.join(kept_new_head) or 'none'}"
+    log(msg)
+    return msg

@@ -1,0 +1,268 @@
+"""The thin Ray Train shell: the per-worker function, the TorchTrainer for one run, and the run directory."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from datasets import DataError
+from datasets.load import LoadedData
+from datasets.split import stratified_split
+from trainables.checkpoint import export_checkpoint, read_meta
+from trainables.config import TrainConfig, resolve_metric
+from trainables.worker import DataInfo
+
+RUN_MARKER = "config.json"
+
+
+def train_valid_arrays(data: LoadedData, *, valid_pct: float, seed: int) -> dict[str, np.ndarray]:
+    """Train/valid arrays: the given valid/ folder, else a seeded stratified holdout of train."""
+    if data.x_valid is not None:
+        return {"x_train": data.x_train, "y_train": data.y_train, "x_valid": data.x_valid, "y_valid": data.y_valid}
+    tr, va = stratified_split(data.y_train, valid_pct=valid_pct, seed=seed)
+    return {"x_train": data.x_train[tr], "y_train": data.y_train[tr],
+            "x_valid": data.x_train[va], "y_valid": data.y_train[va]}
+
+
+def data_info(data: LoadedData) -> DataInfo:
+    return DataInfo(classes=list(data.classes), positive_class=data.positive_class, vertical_flip=data.vertical_flip)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Runs in every Ray Train worker: arrays from the object store (zero-copy on the same node)."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    cfg = TrainConfig(**config["train"])
+    info = DataInfo(**config["info"])
+    arrays = ray.get(config["arrays"])
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    checkpoint = ray.train.get_checkpoint()
+
+    def report(epoch: int, metrics: dict, save) -> None:
+        if save is None:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            save(d)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+    def log(msg: str) -> None:
+        if rank == 0:  # not print(): Train V2 patches it to log *and* print, so each line showed twice
+            sys.stdout.write(msg + "\n")
+            sys.stdout.flush()
+
+    fail_after = os.environ.get("VISIONSWEEP_TEST_FAIL_AFTER_EPOCH")  # fault injection for the resume tests
+    if fail_after and checkpoint is None:
+        inner = report
+
+        def report(epoch, metrics, save):  # noqa: F811 - wraps the real report once
+            inner(epoch, metrics, save)
+            if epoch == int(fail_after):
+                raise RuntimeError(f"injected failure after epoch {epoch} (VISIONSWEEP_TEST_FAIL_AFTER_EPOCH)")
+
+    run = dict(cfg=cfg, info=info, arrays=arrays, device=ray.train.torch.get_device(),
+               prepare_model=ray.train.torch.prepare_model, report=report, log=log)
+    from trainables.worker import run_worker
+
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            run_worker(resume_dir=d, **run)
+    else:
+        run_worker(**run)
+
+
+def lr_find_per_worker(config: dict) -> None:
+    """Runs in every Ray Train worker for `lr-find`: all ranks step; rank 0 reports the curve."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    from trainables.worker import run_lr_find
+
+    rank = ray.train.get_context().get_world_rank()
+    result = run_lr_find(TrainConfig(**config["train"]), DataInfo(**config["info"]), ray.get(config["arrays"]),
+                         device=ray.train.torch.get_device(), prepare_model=ray.train.torch.prepare_model,
+                         log=lambda m: None)
+    if rank != 0:
+        ray.train.report({})
+        return
+    with tempfile.TemporaryDirectory() as d:  # V2 keeps metrics only with checkpoints: the curve travels as one
+        Path(d, "lr_find.json").write_text(json.dumps(result))
+        ray.train.report({"steps": len(result["lrs"])}, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def ensure_ray(*, num_cpus: int | None = None, log=print) -> dict:
+    """Connect to RAY_ADDRESS's cluster, or start a local one with the dashboard on 127.0.0.1 (token auth on)."""
+    import ray
+
+    if not ray.is_initialized():
+        kwargs = dict(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
+                      configure_logging=True, logging_level="WARNING")
+        if not os.environ.get("RAY_ADDRESS"):
+            kwargs["num_cpus"] = num_cpus
+        ray.init(**kwargs)
+    return ray.cluster_resources()
+
+
+def check_resources(cfg: TrainConfig, resources: dict, *, extra_cpus: float = 0.0) -> None:
+    """`--workers` beyond the cluster's GPUs/CPUs is a clear error, not a hang."""
+    if cfg.use_gpu:
+        have, need = resources.get("GPU", 0.0), cfg.workers * cfg.gpus_per_worker
+        if need > have:
+            raise DataError(f"--workers {cfg.workers} needs {need:g} GPU(s) but the Ray cluster has {have:g}; "
+                            f"lower --workers, or add --cpu to train on CPUs")
+    have, need = resources.get("CPU", 0.0), cfg.workers * cfg.cpus_per_worker + extra_cpus
+    if need > have:
+        raise DataError(f"--workers {cfg.workers} needs {need:g} CPU(s) but the Ray cluster has {have:g}; "
+                        f"lower --workers")
+
+
+def make_trainer(cfg: TrainConfig, info: DataInfo, arrays_ref, *, storage: Path | str, name: str,
+                 callbacks: list | None = None, env: dict | None = None, per_worker=train_loop_per_worker):
+    """The TorchTrainer of one run: DDP over cfg.workers (NCCL on GPUs, gloo on CPUs), checkpoints keep the
+    best by the task's metric plus the latest (for resume), failed worker groups restart from the latest."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    metric, mode = resolve_metric(cfg.metric, len(info.classes))
+    resources = {"CPU": cfg.cpus_per_worker}
+    if cfg.use_gpu:
+        resources["GPU"] = cfg.gpus_per_worker
+    return TorchTrainer(
+        per_worker,
+        train_loop_config={"train": dataclasses.asdict(cfg), "info": dataclasses.asdict(info), "arrays": arrays_ref},
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=str(storage), callbacks=callbacks,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
+                                                         checkpoint_score_order=mode),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
+            worker_runtime_env={"env_vars": env} if env else None),
+    )
+
+
+def best_and_latest(storage: Path | str, name: str, metric: str, mode: str):
+    """(best, latest) checkpoints from Train's own record (not Tune's checkpoint_path, see RAY_NOTES)."""
+    import ray.train
+
+    result = ray.train.Result.from_path(f"{storage}/{name}")
+    best = result.get_best_checkpoint(metric, mode) if result.best_checkpoints else None
+    return best, result.checkpoint
+
+
+# ---------------------------------------------------------------- the `visionsweep train` run directory
+
+@dataclass(frozen=True)
+class RunOutcome:
+    out_dir: Path
+    best_metrics: dict
+    final_metrics: dict
+    metric: str
+
+
+def prepare_run_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
+    """A new run never replaces an earlier one, nor anything that is not a visionsweep run."""
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return
+    ours = (out_dir / RUN_MARKER).is_file()
+    if resume and ours:
+        return
+    if overwrite and ours:
+        import shutil
+
+        shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        return
+    if not ours:
+        raise DataError(f"--out {out_dir} exists and is not a visionsweep run directory; choose another --out "
+                        f"(nothing was changed)")
+    raise DataError(f"--out {out_dir} already holds a run; pass --resume to continue it, --overwrite to replace "
+                    f"it, or choose another --out")
+
+
+def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct: float, split_seed: int,
+                 resume: bool = False, overwrite: bool = False, log=print) -> RunOutcome:
+    import ray
+
+    out_dir = Path(out_dir).expanduser().resolve()
+    metric, mode = resolve_metric(cfg.metric, data.num_classes)
+    prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
+    resources = ensure_ray(log=log)
+    check_resources(cfg, resources)
+    arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
+    info = data_info(data)
+    (out_dir / RUN_MARKER).write_text(json.dumps({"visionsweep_run": True, "train": dataclasses.asdict(cfg),
+                                                  "data": data.summary, "metric": metric, "mode": mode},
+                                                 indent=1, default=str))
+    log(f"training {cfg.backbone} on {len(arrays['y_train'])} images (valid {len(arrays['y_valid'])}), "
+        f"{cfg.workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}, {cfg.total_epochs} epochs -> {out_dir}")
+    trainer = make_trainer(cfg, info, ray.put(arrays), storage=out_dir / "ray", name="train")
+    trainer.fit()
+    return export_run(out_dir, metric=metric, mode=mode, log=log)
+
+
+def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, split_seed: int, out_png: Path,
+                    log=print) -> dict:
+    """`visionsweep lr-find`: the curve over cfg.workers DDP workers, a plot, and lr_find.json beside it."""
+    import ray
+
+    from trainables.plots import plot_lr_find
+
+    out_png = Path(out_png).expanduser().resolve()
+    if not out_png.parent.is_dir():
+        raise DataError(f"--out {out_png}: folder {out_png.parent} does not exist")
+    check_resources(cfg, ensure_ray(log=log))
+    arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
+    with tempfile.TemporaryDirectory(prefix="visionsweep-lr-find-") as storage:
+        trainer = make_trainer(cfg, data_info(data), ray.put(arrays), storage=storage, name="lr_find",
+                               per_worker=lr_find_per_worker)
+        with trainer.fit().checkpoint.as_directory() as d:
+            result = json.loads(Path(d, "lr_find.json").read_text())
+    plot_lr_find(result, out_png)
+    out_png.with_suffix(".json").write_text(json.dumps({"backbone": cfg.backbone, **result}, indent=1))
+    s = result["suggestions"]
+    log(f"lr_find over {len(result['lrs'])} steps ({cfg.backbone}, {cfg.workers} worker(s)):")
+    for name in ("valley", "steep", "minimum"):
+        if name in s:
+            log(f"  {name:<8} {s[name]['lr']:.2e}" + ("   <- suggested --max-lr" if name == "valley" else ""))
+    log(f"plot: {out_png}  (curve: {out_png.with_suffix('.json')})")
+    return result
+
+
+def export_run(out_dir: Path, *, metric: str, mode: str, log=print) -> RunOutcome:
+    """best/ and final/ checkpoints, metrics.csv and learning_curve.png from Train's record of the run."""
+    from trainables.plots import plot_learning_curve
+
+    best, latest = best_and_latest(out_dir / "ray", "train", metric, mode)
+    with latest.as_directory() as d:
+        export_checkpoint(d, out_dir / "final")
+    with (best or latest).as_directory() as d:
+        export_checkpoint(d, out_dir / "best")
+    final_meta, best_meta = read_meta(out_dir / "final"), read_meta(out_dir / "best")
+    write_metrics_csv(out_dir / "metrics.csv", final_meta["history"])
+    plot_learning_curve(final_meta, out_dir / "learning_curve.png")
+    log(f"best epoch {best_meta['epoch']}: {metric} {best_meta['metrics'][metric]:.4f}; "
+        f"files in {out_dir}: best/, final/, metrics.csv, learning_curve.png, config.json")
+    return RunOutcome(out_dir, best_meta["metrics"], final_meta["metrics"], metric)
+
+
+def write_metrics_csv(path: Path, history: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)

@@ -1,0 +1,98 @@
+"""What one training process does, minus Ray: build the model and batches, resume, fit, describe checkpoints.
+
+The Ray Train shell (trainables.ray_train) calls `run_worker` inside each DDP worker; tests call it directly
+(one process, or torch.multiprocessing with gloo) with their own `report`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainables.checkpoint import load_weights_into, read_meta, read_train_state, write_checkpoint
+from trainables.config import TrainConfig, resolve_metric
+from trainables.loop import Batches, ReportFn, Runner, Task, fit
+from trainables.model import create_model, data_config
+from trainables.provenance import provenance
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+    """The labels' meaning, travelling with the arrays to every worker."""
+
+    classes: list[str]
+    positive_class: str | None
+    vertical_flip: bool
+
+    @property
+    def positive_index(self) -> int | None:
+        return self.classes.index(self.positive_class) if self.positive_class is not None else None
+
+
+def make_task(cfg: TrainConfig, info: DataInfo, model: nn.Module) -> Task:
+    prep = data_config(model, cfg.image_size)
+    return Task(num_classes=len(info.classes), positive_index=info.positive_index, vertical_flip=info.vertical_flip,
+                image_size=prep["image_size"], mean=tuple(prep["mean"]), std=tuple(prep["std"]))
+
+
+def checkpoint_meta(cfg: TrainConfig, info: DataInfo, task: Task, *, epoch: int, history: list[dict],
+                    step_losses: list[float], weights_source: str, device: str) -> dict:
+    """Everything predict needs to rebuild and feed the model, plus where the result came from."""
+    metric, mode = resolve_metric(cfg.metric, len(info.classes))
+    return {"format": "visionsweep-checkpoint-1", "backbone": cfg.backbone, "classes": info.classes,
+            "positive_class": info.positive_class, "vertical_flip": info.vertical_flip,
+            "image_size": task.image_size, "mean": list(task.mean), "std": list(task.std),
+            "metric": metric, "mode": mode, "epoch": epoch, "metrics": history[-1] if history else {},
+            "history": history, "step_losses": step_losses, "config": dataclasses.asdict(cfg),
+            "weights_source": weights_source, "provenance": provenance(device)}
+
+
+def build_model(cfg: TrainConfig, info: DataInfo, *, device: torch.device, resume_dir: str | Path | None = None,
+                log: Callable[[str], None] = print) -> tuple[nn.Module, Task, str, dict | None]:
+    """(model on the device, task, where the weights came from, resume state or None)."""
+    torch.manual_seed(cfg.seed)  # identical initial head on every rank
+    model, source = create_model(cfg.backbone, len(info.classes), pretrained=cfg.pretrained and resume_dir is None,
+                                 weights=cfg.weights if resume_dir is None else None, log=log)
+    resume = None
+    if resume_dir is not None:
+        load_weights_into(model, resume_dir)
+        meta = read_meta(resume_dir)
+        state = read_train_state(resume_dir)
+        resume = {"epoch": meta["epoch"], "optimizer": state["optimizer"], "history": meta["history"],
+                  "step_losses": meta["step_losses"]}
+        source = meta["weights_source"]
+    task = make_task(cfg, info, model)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model, task, source, resume
+
+
+def run_worker(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], *, device: torch.device,
+               prepare_model: Callable[[nn.Module], nn.Module], report: ReportFn,
+               resume_dir: str | Path | None = None, log: Callable[[str], None] = print) -> list[dict]:
+    """Build, optionally resume, and fit; `prepare_model` moves/wraps the model (DDP under Ray Train)."""
+    model, task, source, resume = build_model(cfg, info, device=device, resume_dir=resume_dir, log=log)
+    model = prepare_model(model)
+    train = Batches(arrays["x_train"], arrays["y_train"], device)
+    valid = Batches(arrays["x_valid"], arrays["y_valid"], device)
+
+    def write(path, *, model, optimizer, epoch, history, step_losses):
+        meta = checkpoint_meta(cfg, info, task, epoch=epoch, history=history, step_losses=step_losses,
+                               weights_source=source, device=str(device))
+        write_checkpoint(path, model=model, optimizer=optimizer, meta=meta)
+
+    return fit(model, cfg=cfg, task=task, train=train, valid=valid, device=device, report=report,
+               write_checkpoint=write, resume=resume, log=log)
+
+
+def run_lr_find(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], *, device: torch.device,
+                prepare_model: Callable[[nn.Module], nn.Module], log: Callable[[str], None] = print) -> dict:
+    from trainables.lr_find import lr_find
+
+    model, task, _, _ = build_model(cfg, info, device=device, log=log)
+    runner = Runner(prepare_model(model), task, device, label_smoothing=cfg.label_smoothing)
+    return lr_find(runner, Batches(arrays["x_train"], arrays["y_train"], device), cfg=cfg)
