@@ -30,8 +30,17 @@ def build_demo(out: Path, *, size: int = 32, test_pct: float = 0.2, seed: int = 
     out = Path(out).expanduser().resolve()
     marker = out / MARKER
     stamp = {"version": DEMO_VERSION, "size": size, "test_pct": test_pct, "seed": seed}
-    if marker.is_file() and json.loads(marker.read_text()) == stamp:
-        return out / "data"
+    if marker.is_file():
+        try:
+            found = json.loads(marker.read_text())
+        except ValueError:
+            found = None
+        if found == stamp:
+            return out / "data"
+        raise DataError(f"{out} holds a visionsweep demo built with other options ({found}, asked for {stamp}); "
+                        f"delete it or choose another --out (nothing was written)")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file; choose a folder for --out (nothing was written)")
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} exists and is not a visionsweep demo folder; choose another --out "
                         f"(nothing was written)")

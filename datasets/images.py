@@ -29,21 +29,44 @@ def probe(path: Path) -> tuple[int, int, str] | str:
     try:
         if path.stat().st_size == 0:
             return "is empty (0 bytes)"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                return img.width, img.height, img.mode
+        with Image.open(path) as img:
+            return img.width, img.height, img.mode
     except UnidentifiedImageError:
         return "is not an image PIL can read (wrong extension, or not an image at all)"
     except PermissionError:
         return "cannot be read: permission denied"
+    except Image.DecompressionBombError as err:
+        return f"is too large to decode safely ({err})"
     except (OSError, ValueError, SyntaxError) as err:
-        return f"cannot be opened ({err})"
+        return _describe_error("cannot be opened", err)
+
+
+def _describe_error(default: str, err: Exception) -> str:
+    msg = str(err)
+    if "truncated" in msg.lower() or "broken data stream" in msg:
+        return f"is truncated or corrupt ({msg})"
+    return f"{default} ({msg})"
+
+
+def _quiet_bombs():
+    """Large-but-allowed images (more than PIL's warning threshold) decode without a warning each.
+
+    Set around a whole thread pool, in the calling thread: warnings.catch_warnings() inside the
+    workers would race on the process-wide filter list and could leave it changed.
+    """
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    return ctx
 
 
 def probe_all(paths: list[Path]) -> list[tuple[int, int, str] | str]:
-    with ThreadPoolExecutor(_threads()) as pool:
-        return list(pool.map(probe, paths, chunksize=64))
+    ctx = _quiet_bombs()
+    try:
+        with ThreadPoolExecutor(_threads()) as pool:
+            return list(pool.map(probe, paths))
+    finally:
+        ctx.__exit__(None, None, None)
 
 
 def to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
@@ -57,9 +80,16 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
             top = float(arr.max()) if arr.size and float(arr.max()) > 1.0 else 1.0
             arr8 = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         else:
-            arr = arr.astype(np.int64)
-            # 16-bit data scaled down by 256, not clipped at 255 (PIL's convert would clip).
-            arr8 = (arr >> 8).astype(np.uint8) if arr.max(initial=0) > 255 else arr.astype(np.uint8)
+            arr = np.clip(arr.astype(np.int64), 0, None)
+            top = int(arr.max(initial=0))
+            # 16-bit data scaled down by 256, not clipped at 255 (PIL's convert would clip); 32-bit
+            # integer data beyond 16 bits by its own maximum, so it never wraps around.
+            if top > 65535:
+                arr8 = (arr * 255 // top).astype(np.uint8)
+            elif top > 255:
+                arr8 = (arr >> 8).astype(np.uint8)
+            else:
+                arr8 = arr.astype(np.uint8)
         return Image.fromarray(arr8, "L").convert("RGB"), "16-bit"
     if mode in ("P", "PA") and "transparency" in img.info:
         img = img.convert("RGBA")
@@ -69,35 +99,31 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
 def decode(path: Path, size: int, method: str) -> tuple[np.ndarray, str | None] | str:
     """(size, size, 3) uint8 array and the conversion made, or an error text (truncated, corrupt)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.format == "JPEG":
-                    img.draft("RGB", (size, size))  # decode at a reduced scale: large JPEGs cost less
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                img, conversion = to_rgb(img)
-                return _fit(img, size, method), conversion
+        with Image.open(path) as img:
+            if img.format == "JPEG":
+                img.draft("RGB", (size, size))  # decode at a reduced scale: large JPEGs cost less
+            img.load()
+            ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of every upright image
+            img, conversion = to_rgb(img)
+            return _fit(img, size, method), conversion
     except UnidentifiedImageError:
         return "is not an image PIL can read (wrong extension, or not an image at all)"
+    except Image.DecompressionBombError as err:
+        return f"is too large to decode safely ({err})"
     except (OSError, ValueError, SyntaxError) as err:
-        msg = str(err)
-        if "truncated" in msg or "broken data stream" in msg:
-            return f"is truncated or corrupt ({msg})"
-        return f"cannot be decoded ({msg})"
+        return _describe_error("cannot be decoded", err)
 
 
 def _fit(img: Image.Image, size: int, method: str) -> np.ndarray:
     w, h = img.size
     if (w, h) != (size, size):
         if method == "squish":
-            img = img.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
-        else:  # crop: shorter side to `size`, centre crop; aspect ratio kept
-            scale = size / min(w, h)
-            nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-            img = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
-            left, top = (nw - size) // 2, (nh - size) // 2
-            img = img.crop((left, top, left + size, top + size))
+            box = (0.0, 0.0, float(w), float(h))
+        else:  # crop: the centred square of side min(w, h), aspect ratio kept
+            side = min(w, h)
+            box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+        # One resample of the box straight to size x size: the cropped-away parts are never resampled.
+        img = img.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -107,16 +133,20 @@ def decode_all(paths: list[Path], size: int, method: str, *, progress=None) -> t
     conversions: Counter = Counter()
     errors: list[tuple[Path, str]] = []
 
-    with ThreadPoolExecutor(_threads()) as pool:
-        results = pool.map(lambda path: decode(path, size, method), paths, chunksize=32)
-        for i, result in enumerate(results):  # counted in this thread only: no shared mutable state
-            if isinstance(result, str):
-                errors.append((paths[i], result))
-            else:
-                out[i], conversion = result
-                if conversion:
-                    conversions[conversion] += 1
-            if progress is not None and (i + 1) % 2000 == 0:
-                progress(i + 1, len(paths))
+    ctx = _quiet_bombs()
+    try:
+        with ThreadPoolExecutor(_threads()) as pool:
+            results = pool.map(lambda path: decode(path, size, method), paths)
+            for i, result in enumerate(results):  # counted in this thread only: no shared mutable state
+                if isinstance(result, str):
+                    errors.append((paths[i], result))
+                else:
+                    out[i], conversion = result
+                    if conversion:
+                        conversions[conversion] += 1
+                if progress is not None and (i + 1) % 2000 == 0:
+                    progress(i + 1, len(paths))
+    finally:
+        ctx.__exit__(None, None, None)
     errors.sort(key=lambda e: str(e[0]))
     return out, conversions, errors

@@ -58,6 +58,14 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def _files_in(folder: Path, root: Path, warnings: list[str]) -> list[Path]:
     """Image files directly inside `folder`; other visible files become one warning, never a silent skip."""
     images, others = [], []
@@ -104,6 +112,13 @@ def read_csv(path: Path, root: Path) -> pd.DataFrame:
 
 def detect_layout(spec: DatasetSpec) -> str:
     root = spec.root
+    try:
+        root.stat()
+    except PermissionError:
+        raise DataError(f"cannot reach DATA folder {root}: permission denied on it or on a folder above it; "
+                        f"fix the permissions (chmod +x on each parent folder)") from None
+    except OSError:
+        pass  # does not exist: said below
     if not root.exists():
         raise DataError(f"DATA folder {root} does not exist; pass the folder that holds train/ (and train.csv)")
     if not root.is_dir():
@@ -193,8 +208,8 @@ def _list_csv(spec: DatasetSpec, warnings: list[str]):
         path = by_name.get(i)
         if path is None and len(by_stem.get(i, [])) == 1:
             path = by_stem[i][0]
-        if path is None and "/" in i and (train_dir / i).is_file():  # ids with sub-folders
-            path = train_dir / i
+        if path is None and "/" in i and _inside(train_dir / i, train_dir) and os.path.isfile(train_dir / i):
+            path = train_dir / i  # ids with sub-folders (never outside train/: "/etc/x" or "../x")
         if path is None:
             missing.append(f"line {r}: {i}")
         else:
@@ -322,4 +337,4 @@ def positive_class(classes: list[str], *, requested: str | None, value_col: str 
         return next(c for c in classes if c.lower() == _POSITIVE_OF_PAIR[lowered])
     if value_col is not None and value_col in classes:
         return value_col
-    return classes[-1]
+    return sort_classes(classes)[-1]

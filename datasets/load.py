@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from datasets.errors import DataError, bullet_list
 from datasets.images import decode_all, probe_all
-from datasets.layout import Listing, list_dataset, positive_class
+from datasets.layout import Listing, _rel, list_dataset, positive_class
 from datasets.spec import DatasetSpec
 from datasets.submission import SubmissionFormat, submission_format
 
@@ -37,6 +38,7 @@ class LoadedData:
     submission: SubmissionFormat
     vertical_flip: bool              # orientation-free data: vertical flips / 90-degree turns are valid
     summary: dict = field(default_factory=dict)
+    sample: pd.DataFrame | None = None  # sample_submission.csv as read: write_submission checks ids/order/header
 
     @property
     def num_classes(self) -> int:
@@ -64,7 +66,7 @@ def cache_key(spec: DatasetSpec, paths: list[Path]) -> str:
     h.update(json.dumps([CACHE_VERSION, spec.cache_size, spec.max_cache_size, spec.resize_method]).encode())
     for p in paths:
         st = p.stat()
-        h.update(f"\0{p.relative_to(spec.root)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        h.update(f"\0{_rel(p, spec.root)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     return h.hexdigest()[:24]
 
 
@@ -84,6 +86,9 @@ def _size_summary(sizes: Counter) -> str:
 def load_dataset(spec: DatasetSpec, *, log=print) -> LoadedData:
     """Validate DATA completely, then return its arrays from the cache, decoding only on a cache miss."""
     listing = list_dataset(spec)
+    # The submission format and positive class depend on the listing alone: a bad --positive-class
+    # or sample header fails here, before any decoding or cache write.
+    pos, fmt = _submission_plan(listing, spec)
     paths = listing.all_images()
     cache_root = spec.cache_dir or default_cache_dir()
     if cache_root == spec.root or spec.root in cache_root.parents:
@@ -92,62 +97,96 @@ def load_dataset(spec: DatasetSpec, *, log=print) -> LoadedData:
     key = cache_key(spec, paths)
     entry = cache_root / key
     t0 = time.perf_counter()
-    if (entry / "meta.json").is_file():
-        meta = json.loads((entry / "meta.json").read_text())
-        images = np.load(entry / "images.npy")
+    cached = _read_cache(entry, len(paths))
+    if cached is not None:
+        images, meta = cached
         cache_hit = True
     else:
         images, meta = _decode(listing, spec, log=log)
+        if os.path.isdir(entry):  # unusable (damaged by hand, an older format): replaced, not kept forever
+            shutil.rmtree(entry, ignore_errors=True)
         _write_cache(entry, images, meta)
         cache_hit = False
     seconds = time.perf_counter() - t0
-    return _assemble(listing, spec, images, meta, cache_hit=cache_hit, cache_entry=entry, seconds=seconds)
+    return _assemble(listing, spec, images, meta, pos=pos, fmt=fmt, cache_hit=cache_hit, cache_entry=entry,
+                     seconds=seconds)
+
+
+def _submission_plan(listing: Listing, spec: DatasetSpec) -> tuple[str | None, SubmissionFormat]:
+    value_cols = list(listing.sample.columns[1:]) if listing.sample is not None else []
+    pos = positive_class(listing.classes, requested=spec.positive_class,
+                         value_col=value_cols[0] if len(value_cols) == 1 else None)
+    fmt = submission_format(classes=listing.classes, positive=pos, id_col=listing.id_col,
+                            label_col=listing.label_col, sample=listing.sample)
+    return pos, fmt
+
+
+def _read_cache(entry: Path, count: int) -> tuple[np.ndarray, dict] | None:
+    """The cached arrays and their metadata, or None when the entry is absent or unusable (then re-decoded)."""
+    try:
+        if not (entry / "meta.json").is_file():
+            return None
+        meta = json.loads((entry / "meta.json").read_text())
+        images = np.load(entry / "images.npy")
+    except (OSError, ValueError, EOFError):
+        return None
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != count or meta.get("count") != count:
+        return None
+    return images, meta
 
 
 def _decode(listing: Listing, spec: DatasetSpec, *, log) -> tuple[np.ndarray, dict]:
     paths = listing.all_images()
     probes = probe_all(paths)
     errors = [(p, r) for p, r in zip(paths, probes) if isinstance(r, str)]
-    if not errors:
+    readable = [(p, r) for p, r in zip(paths, probes) if not isinstance(r, str)]
+    if errors:
+        # Decode the rest too, so that one message lists every bad file (truncated ones show only
+        # when decoded), not one kind of problem per run.
+        if readable:
+            size = choose_cache_size([(w, h) for _, (w, h, _) in readable], spec)
+            _, _, more = decode_all([p for p, _ in readable], size, spec.resize_method)
+            errors = sorted(errors + more, key=lambda e: str(e[0]))
+    else:
         sizes = [(w, h) for w, h, _ in probes]
         size = choose_cache_size(sizes, spec)
         log(f"decoding {len(paths)} images at {size}x{size} px (once; later runs read the cache)")
         progress = (lambda n, total: log(f"  {n}/{total} decoded")) if len(paths) >= 10000 else None
         images, conversions, errors = decode_all(paths, size, spec.resize_method, progress=progress)
     if errors:
-        lines = [f"{p.relative_to(spec.root)} {why}" for p, why in errors]
+        lines = [f"{_rel(p, spec.root)} {why}" for p, why in errors]
         raise DataError(f"{len(errors)} image file(s) cannot be used; replace or delete them (and their rows in "
                         f"{spec.train_csv} / {spec.sample_csv}), then run again:\n" + bullet_list(lines))
     meta = {"version": CACHE_VERSION, "size": size, "count": len(paths),
             "sizes": [[w, h, n] for (w, h), n in Counter(sizes).items()], "conversions": dict(conversions),
-            "files": [str(p.relative_to(spec.root)) for p in paths]}
+            "files": [_rel(p, spec.root) for p in paths]}
     return images, meta
 
 
 def _write_cache(entry: Path, images: np.ndarray, meta: dict) -> None:
     """Atomic: a half-written entry is never visible under its final name."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    np.save(tmp / "images.npy", images)
-    (tmp / "meta.json").write_text(json.dumps(meta))
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        np.save(tmp / "images.npy", images)
+        (tmp / "meta.json").write_text(json.dumps(meta))
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"cannot write the decode cache in {entry.parent} ({err}); set --cache-dir or "
+                        f"VISIONSWEEP_CACHE to a writable folder outside DATA with room for the arrays") from None
     try:
         os.replace(tmp, entry)
     except OSError:  # another process wrote the same entry first; both are identical
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _assemble(listing: Listing, spec: DatasetSpec, images: np.ndarray, meta: dict, *, cache_hit: bool,
-              cache_entry: Path, seconds: float) -> LoadedData:
+def _assemble(listing: Listing, spec: DatasetSpec, images: np.ndarray, meta: dict, *, pos: str | None,
+              fmt: SubmissionFormat, cache_hit: bool, cache_entry: Path, seconds: float) -> LoadedData:
     index = {c: i for i, c in enumerate(listing.classes)}
     n_train, n_valid = len(listing.train), len(listing.valid or [])
     y_all = np.array([index[lab] for _, lab in listing.train + (listing.valid or [])], dtype=np.int64)
-    value_cols = list(listing.sample.columns[1:]) if listing.sample is not None else []
-    pos = positive_class(listing.classes, requested=spec.positive_class,
-                         value_col=value_cols[0] if len(value_cols) == 1 else None)
-    fmt = submission_format(classes=listing.classes, positive=pos, id_col=listing.id_col,
-                            label_col=listing.label_col, sample=listing.sample)
     sizes = Counter({(w, h): n for w, h, n in meta["sizes"]})
     conversions = meta["conversions"]
     train_counts = Counter(lab for _, lab in listing.train)
@@ -172,7 +211,7 @@ def _assemble(listing: Listing, spec: DatasetSpec, images: np.ndarray, meta: dic
         x_valid=x_valid, y_valid=y_all[n_train:] if listing.valid is not None else None,
         x_test=images[n_train + n_valid:], test_ids=[i for _, i in listing.test],
         classes=listing.classes, positive_class=pos, submission=fmt, vertical_flip=spec.vertical_flip,
-        summary=summary)
+        summary=summary, sample=listing.sample)
 
 
 def format_summary(summary: dict) -> str:

@@ -7,15 +7,24 @@ import numpy as np
 from datasets.errors import DataError
 
 
-def stratified_split(labels: np.ndarray, *, valid_pct: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train_idx, valid_idx), both sorted; each class contributes round(valid_pct * count), at least 1."""
+def stratified_split(labels: np.ndarray, *, valid_pct: float, seed: int,
+                     classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train_idx, valid_idx), both sorted; each class contributes round(valid_pct * count), at least 1.
+
+    `classes` (names indexed by label) only makes the error message name the class.
+    """
+    if not 0.0 < valid_pct < 1.0:
+        raise DataError(f"--valid-pct must be between 0 and 1 (exclusive), got {valid_pct}")
     labels = np.asarray(labels)
+    if labels.size == 0:
+        raise DataError("cannot split an empty dataset: there are no labelled images")
     rng = np.random.default_rng(seed)
     train, valid = [], []
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
         if len(idx) < 2:
-            raise DataError(f"class index {cls} has only {len(idx)} image; a holdout split needs at least 2 per "
+            name = f"class {classes[int(cls)]!r}" if classes is not None else f"class index {cls}"
+            raise DataError(f"{name} has only {len(idx)} image; a holdout split needs at least 2 per "
                             f"class. Add images or give a valid/ folder")
         rng.shuffle(idx)
         k = min(len(idx) - 1, max(1, round(valid_pct * len(idx))))
