@@ -43,15 +43,19 @@ def data_config(model: nn.Module, image_size: int | None) -> dict:
 
 @contextmanager
 def _hub_offline():
-    old = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import: flip its constant, not only the variable."""
+    from huggingface_hub import constants
+
+    old_env, old_const = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"], constants.HF_HUB_OFFLINE = "1", True
     try:
         yield
     finally:
-        if old is None:
+        constants.HF_HUB_OFFLINE = old_const
+        if old_env is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
-            os.environ["HF_HUB_OFFLINE"] = old
+            os.environ["HF_HUB_OFFLINE"] = old_env
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

@@ -18,6 +18,7 @@ from datasets.load import LoadedData
 from datasets.split import stratified_split
 from trainables.checkpoint import export_checkpoint, read_meta
 from trainables.config import TrainConfig, resolve_metric
+from trainables.model import check_backbone
 from trainables.worker import DataInfo
 
 RUN_MARKER = "config.json"
@@ -61,15 +62,6 @@ def train_loop_per_worker(config: dict) -> None:
         if rank == 0:  # not print(): Train V2 patches it to log *and* print, so each line showed twice
             sys.stdout.write(msg + "\n")
             sys.stdout.flush()
-
-    fail_after = os.environ.get("VISIONSWEEP_TEST_FAIL_AFTER_EPOCH")  # fault injection for the resume tests
-    if fail_after and checkpoint is None:
-        inner = report
-
-        def report(epoch, metrics, save):  # noqa: F811 - wraps the real report once
-            inner(epoch, metrics, save)
-            if epoch == int(fail_after):
-                raise RuntimeError(f"injected failure after epoch {epoch} (VISIONSWEEP_TEST_FAIL_AFTER_EPOCH)")
 
     run = dict(cfg=cfg, info=info, arrays=arrays, device=ray.train.torch.get_device(),
                prepare_model=ray.train.torch.prepare_model, report=report, log=log)
@@ -200,6 +192,7 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
 
     out_dir = Path(out_dir).expanduser().resolve()
     metric, mode = resolve_metric(cfg.metric, data.num_classes)
+    check_backbone(cfg.backbone)
     prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
     resources = ensure_ray(log=log)
     check_resources(cfg, resources)
@@ -223,6 +216,7 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
     from trainables.plots import plot_lr_find
 
     out_png = Path(out_png).expanduser().resolve()
+    check_backbone(cfg.backbone)
     if not out_png.parent.is_dir():
         raise DataError(f"--out {out_png}: folder {out_png.parent} does not exist")
     check_resources(cfg, ensure_ray(log=log))

