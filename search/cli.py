@@ -141,6 +141,43 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+_SWEEP_FLAGS = {"name": "name", "storage": "storage", "trials": "trials", "epochs": "epochs",
+                "workers_per_trial": "workers_per_trial", "gpus_per_trial": "gpus_per_trial", "metric": "metric",
+                "time_budget": "time_budget", "max_concurrent": "max_concurrent", "top_k": "top_k"}
+
+
+def search_config_from_args(args: argparse.Namespace):
+    """YAML first, then flags on top (flags win); the YAML's data: section feeds the DatasetSpec."""
+    from search.config import load_yaml, search_config_from_dict
+
+    values = load_yaml(args.config) if args.config else {}
+    for flag, key in _SWEEP_FLAGS.items():
+        if getattr(args, flag, None) is not None:
+            values[key] = getattr(args, flag)
+    if args.backbones:
+        values["backbones"] = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    fixed = {k: getattr(args, k) for k in ("image_size", "batch_size", "pretrained", "weights")
+             if getattr(args, k, None) is not None}
+    if fixed:
+        values["train"] = {**(values.get("train") or {}), **fixed}
+    if args.cpu:
+        values["gpus_per_trial"] = 0
+    source = f"--config {args.config}" if args.config else "flags"
+    sc = search_config_from_dict(values, source=source)
+    spec = spec_from_args(args, base=sc.data)
+    return sc, spec
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from datasets.load import load_dataset
+    from search.sweep import run_sweep
+
+    sc, spec = search_config_from_args(args)
+    data = load_dataset(spec)
+    run_sweep(data=data, sc=sc, valid_pct=spec.valid_pct, split_seed=spec.seed, resume=args.resume)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionsweep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +200,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("lr_find.png"), help="plot (default lr_find.png; the curve "
                                                                           "goes to the same name .json)")
     p.set_defaults(func=cmd_lr_find)
+
+    p = sub.add_parser("sweep", help="search backbone, max LR and augmentation with Ray Tune + Optuna + ASHA")
+    add_data_args(p)
+    g = p.add_argument_group("sweep (every option can also come from --config; flags win)")
+    g.add_argument("--config", type=Path, help="YAML file of sweep options (see README 'Sweep')")
+    g.add_argument("--name", help="sweep name (its folder under --storage)")
+    g.add_argument("--storage", help="local folder, NFS, or s3://bucket/prefix (default ./sweeps)")
+    g.add_argument("--trials", type=int, help="number of trials (default 20)")
+    g.add_argument("--epochs", type=int, help="epochs per trial, ASHA's max (default 5)")
+    g.add_argument("--backbones", help="comma-separated timm names (default resnet18,efficientnet_b0,convnext_nano)")
+    g.add_argument("--workers-per-trial", type=int, help="DDP workers per trial (default 1)")
+    g.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; 0.5 lets two small trials share a GPU")
+    g.add_argument("--metric", choices=["auto", "accuracy", "auc", "log_loss", "valid_loss", "error_rate"])
+    g.add_argument("--time-budget", type=float, help="seconds; no new trials after it")
+    g.add_argument("--max-concurrent", type=int, help="trials at once (default: what the cluster fits)")
+    g.add_argument("--top-k", type=int, help="leaderboard rows to highlight / predict's default ensemble")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted sweep of this --name")
+    g = p.add_argument_group("fixed for every trial (also train: in --config)")
+    g.add_argument("--image-size", type=int, help="model input px (default: each backbone's pretrained size)")
+    g.add_argument("--batch-size", type=int, help="images per worker per step (default 64)")
+    g.add_argument("--weights", help="weights file for a single-backbone sweep")
+    g.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None)
+    g.add_argument("--cpu", action="store_true", help="CPU workers even when the cluster has GPUs")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("demo", help="build the digits demo dataset and run the main job on it")
     p.add_argument("--out", type=Path, default=Path("visionsweep-demo"), help="demo folder (default ./visionsweep-demo)")

@@ -1,0 +1,136 @@
+"""SearchConfig: what a sweep searches and how, from a YAML file and flags (flags win), unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from datasets import DataError
+from trainables.config import TrainConfig
+
+SEARCHED = ("backbone", "max_lr", "aug", "image_size", "batch_size", "weight_decay", "freeze_epochs")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    name: str                                    # sweep name: the folder storage/name
+    storage: str = "./sweeps"                    # local folder, NFS, or s3://bucket/prefix (clusters)
+    trials: int = 20                             # Optuna trials (Tune num_samples)
+    epochs: int = 5                              # epochs per trial (ASHA's max_t)
+    backbones: tuple[str, ...] = ("resnet18", "efficientnet_b0", "convnext_nano")  # timm names searched
+    lr_range: tuple[float, float] = (1e-4, 1e-2)  # max LR, log-uniform
+    lr_ranges: dict = field(default_factory=dict)  # per-backbone max-LR range overrides {name: [lo, hi]}
+    aug_range: tuple[float, float] = (0.0, 1.0)  # augmentation strength
+    image_sizes: tuple[int, ...] = ()            # searched input sizes, px (empty: train.image_size)
+    batch_sizes: tuple[int, ...] = ()            # searched batch sizes (empty: train.batch_size)
+    weight_decay_range: tuple[float, float] | None = None  # searched (log-uniform) when given
+    freeze_epochs: tuple[int, ...] = ()          # searched frozen-head epochs (empty: train.freeze_epochs)
+    workers_per_trial: int = 1                   # DDP workers in each trial
+    gpus_per_trial: float | None = None          # GPUs per trial; None = 1 per worker when the cluster has GPUs, else 0; < 1 shares a GPU
+    cpus_per_worker: float = 1.0                 # CPUs per training worker
+    max_concurrent: int | None = None            # None: what the cluster's resources allow
+    metric: str = "auto"                         # auto (auc binary, else accuracy) | accuracy | auc | log_loss | valid_loss | error_rate
+    time_budget: float | None = None             # seconds; no new trials after it
+    grace_period: int = 1                        # ASHA: epochs before a trial can be stopped
+    reduction_factor: int = 2                    # ASHA: keep 1/reduction_factor at each rung
+    seed: int = 0                                # Optuna TPE sampler seed
+    top_k: int = 3                               # leaderboard and predict's default ensemble size
+    train: dict = field(default_factory=dict)    # fixed TrainConfig fields for every trial (image_size, batch_size, ...)
+    data: dict = field(default_factory=dict)     # DatasetSpec fields (label_col, vertical_flip, ...)
+
+    def __post_init__(self) -> None:
+        for name in ("backbones", "image_sizes", "batch_sizes", "freeze_epochs", "lr_range", "aug_range"):
+            value = getattr(self, name)
+            if isinstance(value, (str, int, float)):
+                value = [value]
+            object.__setattr__(self, name, tuple(value))
+        checks = [
+            (bool(self.name) and "/" not in self.name, f"--name must be a plain folder name, got {self.name!r}"),
+            (self.trials >= 1, f"--trials must be >= 1, got {self.trials}"),
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (len(self.backbones) >= 1, "--backbones needs at least one timm model name"),
+            (_is_range(self.lr_range, positive=True), f"lr_range must be [lo, hi] with 0 < lo <= hi, got {list(self.lr_range)}"),
+            (_is_range(self.aug_range) and 0 <= self.aug_range[0] and self.aug_range[1] <= 1,
+             f"aug_range must be within [0, 1], got {list(self.aug_range)}"),
+            (self.workers_per_trial >= 1, f"--workers-per-trial must be >= 1, got {self.workers_per_trial}"),
+            (self.gpus_per_trial is None or self.gpus_per_trial >= 0,
+             f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}"),
+            (self.max_concurrent is None or self.max_concurrent >= 1, "--max-concurrent must be >= 1"),
+            (self.time_budget is None or self.time_budget > 0, f"--time-budget must be > 0 s, got {self.time_budget}"),
+            (self.grace_period >= 1 and self.reduction_factor >= 2, "grace_period >= 1 and reduction_factor >= 2"),
+            (self.top_k >= 1, f"--top-k must be >= 1, got {self.top_k}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DataError(message)
+        for backbone, rng in self.lr_ranges.items():
+            if not _is_range(rng, positive=True):
+                raise DataError(f"lr_ranges[{backbone}] must be [lo, hi] with 0 < lo <= hi, got {rng}")
+        if self.weight_decay_range is not None and not _is_range(self.weight_decay_range, positive=True):
+            raise DataError(f"weight_decay_range must be [lo, hi] with 0 < lo <= hi, got {self.weight_decay_range}")
+        gpus = self.gpus_per_trial
+        if gpus and gpus < self.workers_per_trial and self.workers_per_trial > 1:
+            raise DataError(f"--gpus-per-trial {gpus:g} with --workers-per-trial {self.workers_per_trial}: a fraction "
+                            f"of a GPU per worker needs --workers-per-trial 1 (NCCL cannot put two ranks on one GPU)")
+        clash = sorted(set(self.train) & set(self._searched_fields()))
+        if clash:
+            raise DataError(f"train: {', '.join(clash)} are searched; set them through the search options instead")
+        unknown = sorted(set(self.train) - {f.name for f in dataclasses.fields(TrainConfig)})
+        if unknown:
+            raise DataError(f"unknown key(s) in train: {', '.join(unknown)}; known: "
+                            f"{', '.join(f.name for f in dataclasses.fields(TrainConfig))}")
+
+    def _searched_fields(self) -> list[str]:
+        out = ["backbone", "max_lr", "aug", "epochs"]
+        out += ["image_size"] if self.image_sizes else []
+        out += ["batch_size"] if self.batch_sizes else []
+        out += ["weight_decay"] if self.weight_decay_range else []
+        out += ["freeze_epochs"] if self.freeze_epochs else []
+        return out
+
+    def lr_range_for(self, backbone: str) -> tuple[float, float]:
+        lo, hi = self.lr_ranges.get(backbone, self.lr_range)
+        return float(lo), float(hi)
+
+    def gpus_per_worker(self, cluster_gpus: float) -> float:
+        if self.gpus_per_trial is None:
+            return 1.0 if cluster_gpus > 0 else 0.0
+        return self.gpus_per_trial / self.workers_per_trial
+
+
+def _is_range(value, *, positive: bool = False) -> bool:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(lo) and math.isfinite(hi) and lo <= hi and (lo > 0 if positive else True)
+
+
+def load_yaml(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"--config {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise DataError(f"--config {path} is not valid YAML: {err}") from None
+    if not isinstance(values, dict):
+        raise DataError(f"--config {path} must be a mapping of options (key: value), got {type(values).__name__}")
+    return values
+
+
+def search_config_from_dict(values: dict, *, source: str = "config") -> SearchConfig:
+    known = {f.name for f in dataclasses.fields(SearchConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise DataError(f"unknown key(s) in {source}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if not values.get("name"):
+        raise DataError("a sweep needs --name (or name: in --config)")
+    try:
+        return SearchConfig(**values)
+    except TypeError as err:
+        raise DataError(f"bad value in {source}: {err}") from None

@@ -1,0 +1,70 @@
+"""The sweep's leaderboard: one row per trial with its parameters, best and last metric, status and error."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from search import storage as st
+from search.space import flat_params
+
+PARAMS = ("backbone", "max_lr", "aug", "image_size", "batch_size", "weight_decay", "freeze_epochs")
+
+
+def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs: int | None = None) -> pd.DataFrame:
+    """From Tune's ResultGrid: sorted best first; failed trials last, with their error."""
+    rows = []
+    for r in results:
+        config = r.config or {}
+        params = flat_params(config) if isinstance(config.get("max_lr"), dict) else dict(config)
+        history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
+        values = history[metric].dropna() if metric in history else pd.Series(dtype=float)
+        best = (values.max() if mode == "max" else values.min()) if len(values) else math.nan
+        epochs = int(history["epoch"].max()) if "epoch" in history and len(history) else 0
+        trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name.rsplit("-", 1)[-1]
+        if r.error is not None:
+            status = "error"
+        elif max_epochs is not None and epochs < max_epochs:
+            status = "stopped early (ASHA)"
+        else:
+            status = "done"
+        error = "" if r.error is None else (str(r.error).strip().splitlines() or [""])[-1][:300]
+        rows.append({"trial_id": trial_id, **{p: params.get(p) for p in PARAMS if p in params},
+                     f"best_{metric}": best, f"last_{metric}": values.iloc[-1] if len(values) else math.nan,
+                     "epochs": epochs, "status": status, "error": error,
+                     "train_run": st.join(train_runs, f"train-{trial_id}")})
+    board = pd.DataFrame(rows)
+    if board.empty:
+        return board
+    key = f"best_{metric}"
+    board = board.sort_values(key, ascending=(mode == "min"), na_position="last").reset_index(drop=True)
+    board.insert(0, "rank", range(1, len(board) + 1))
+    return board
+
+
+def to_markdown(board: pd.DataFrame) -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+
+    cols = [c for c in board.columns if c != "train_run"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in board[cols].itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(board: pd.DataFrame, sweep: str, *, metric: str, top_k: int) -> None:
+    st.write_text(st.join(sweep, "leaderboard.csv"), board.to_csv(index=False))
+    st.write_text(st.join(sweep, "leaderboard.md"), f"# Leaderboard ({metric})\n\n" + to_markdown(board))
+
+
+def read_leaderboard(sweep: str) -> pd.DataFrame:
+    from io import StringIO
+
+    uri = st.join(sweep, "leaderboard.csv")
+    if not st.exists(uri):
+        return pd.DataFrame()
+    return pd.read_csv(StringIO(st.read_text(uri)))
