@@ -61,13 +61,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from datasets.demo import build_demo
-    from datasets.load import format_summary, load_dataset
+    from search.demo import run_demo
 
-    data_dir = build_demo(args.out)
-    print(f"demo dataset: {data_dir} (scikit-learn digits, 10 classes; test labels in {data_dir.parent}/solution.csv)")
-    data = load_dataset(spec_from_dict({"root": data_dir}))
-    print(format_summary(data.summary))
+    run_demo(args.out, trials=args.trials, epochs=args.epochs)
     return 0
 
 
@@ -174,7 +170,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     sc, spec = search_config_from_args(args)
     data = load_dataset(spec)
-    run_sweep(data=data, sc=sc, valid_pct=spec.valid_pct, split_seed=spec.seed, resume=args.resume)
+    run_sweep(data=data, sc=sc, spec=spec, resume=args.resume)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from datasets.load import load_dataset
+    from search.predict import predict, sweep_spec
+
+    spec = spec_from_args(args, base=sweep_spec(str(args.source)))
+    predict(source=str(args.source), data=load_dataset(spec), out=args.out, top_k=args.top_k, tta=args.tta,
+            overwrite=args.overwrite)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from search.report import report
+
+    report(str(args.sweep), out=args.out)
     return 0
 
 
@@ -225,8 +238,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cpu", action="store_true", help="CPU workers even when the cluster has GPUs")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("demo", help="build the digits demo dataset and run the main job on it")
+    p = sub.add_parser("predict", help="predict test/ with the best trial(s) of a sweep, or a run, into a submission")
+    p.add_argument("source", help="a sweep folder (storage/name), a `train` run folder, or a checkpoint folder")
+    add_data_args(p)
+    p.add_argument("--out", type=Path, default=Path("submission.csv"), help="submission file (default submission.csv)")
+    p.add_argument("--top-k", type=int, default=1, help="average the top k trials of a sweep (default 1: the best)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: flips (8 dihedral with --vertical-flip)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="leaderboard (CSV + markdown) and plots of a sweep")
+    p.add_argument("sweep", help="the sweep folder (storage/name)")
+    p.add_argument("--out", type=Path, help="where report/ goes (default: inside the sweep folder)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="the whole job on built-in data: digits -> sweep -> submission -> score")
     p.add_argument("--out", type=Path, default=Path("visionsweep-demo"), help="demo folder (default ./visionsweep-demo)")
+    p.add_argument("--trials", type=int, default=6, help="sweep trials (default 6)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per trial (default 4)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from datasets import DataError
 from search import storage as st
 from search.space import flat_params
 
@@ -16,7 +17,7 @@ PARAMS = ("backbone", "max_lr", "aug", "image_size", "batch_size", "weight_decay
 def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs: int | None = None) -> pd.DataFrame:
     """From Tune's ResultGrid: sorted best first; failed trials last, with their error."""
     rows = []
-    for r in results:
+    for order, r in enumerate(results, start=1):
         config = r.config or {}
         params = flat_params(config) if isinstance(config.get("max_lr"), dict) else dict(config)
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
@@ -33,7 +34,7 @@ def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs:
         error = "" if r.error is None else (str(r.error).strip().splitlines() or [""])[-1][:300]
         rows.append({"trial_id": trial_id, **{p: params.get(p) for p in PARAMS if p in params},
                      f"best_{metric}": best, f"last_{metric}": values.iloc[-1] if len(values) else math.nan,
-                     "epochs": epochs, "status": status, "error": error,
+                     "epochs": epochs, "status": status, "error": error, "order": order,
                      "train_run": st.join(train_runs, f"train-{trial_id}")})
     board = pd.DataFrame(rows)
     if board.empty:
@@ -61,10 +62,23 @@ def write_leaderboard(board: pd.DataFrame, sweep: str, *, metric: str, top_k: in
     st.write_text(st.join(sweep, "leaderboard.md"), f"# Leaderboard ({metric})\n\n" + to_markdown(board))
 
 
-def read_leaderboard(sweep: str) -> pd.DataFrame:
-    from io import StringIO
+def sweep_leaderboard(sweep: str, *, with_histories: bool = False):
+    """Rebuilt from Tune's own record of the sweep (works offline, and after a killed driver)."""
+    import json
 
-    uri = st.join(sweep, "leaderboard.csv")
-    if not st.exists(uri):
-        return pd.DataFrame()
-    return pd.read_csv(StringIO(st.read_text(uri)))
+    from ray import tune
+
+    info = json.loads(st.read_text(st.join(sweep, "sweep.json")))
+    try:
+        results = tune.ResultGrid(tune.ExperimentAnalysis(sweep))
+    except Exception as err:  # the driver died before Tune saved its first state
+        raise DataError(f"{sweep} has no Tune results yet ({type(err).__name__}); run the sweep with --resume") from None
+    board = leaderboard(results, metric=info["metric"], mode=info["mode"], train_runs=st.join(sweep, "train_runs"),
+                        max_epochs=info["search"]["epochs"])
+    if not with_histories:
+        return board
+    histories = {}
+    for r in results:
+        if r.metrics_dataframe is not None and len(r.metrics_dataframe):
+            histories[str(r.metrics_dataframe["trial_id"].iloc[0])] = r.metrics_dataframe
+    return board, histories

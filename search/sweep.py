@@ -12,6 +12,7 @@ import pandas as pd
 
 from datasets import DataError
 from datasets.load import LoadedData
+from datasets.spec import DatasetSpec
 from search import storage as st
 from search.config import SearchConfig
 from search.space import define_space, trial_train_config
@@ -92,7 +93,7 @@ def check_new_or_resumable(sc: SearchConfig, *, resume: bool) -> str:
     return path
 
 
-def run_sweep(*, data: LoadedData, sc: SearchConfig, valid_pct: float, split_seed: int, resume: bool = False,
+def run_sweep(*, data: LoadedData, sc: SearchConfig, spec: DatasetSpec, resume: bool = False,
               log=print) -> pd.DataFrame:
     """Run (or resume) the sweep and return its leaderboard."""
     import ray
@@ -114,14 +115,14 @@ def run_sweep(*, data: LoadedData, sc: SearchConfig, valid_pct: float, split_see
     limit = concurrency(sc, resources, gpus_per_worker)
     trial_resources = {TRIAL_RESOURCE: 0.01} if resources.get(TRIAL_RESOURCE) else {"CPU": 0.01}
 
-    arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
+    arrays = train_valid_arrays(data, valid_pct=spec.valid_pct, seed=spec.seed)
     setup = TrialSetup(sc=sc, info=data_info(data), arrays=ray.put(arrays), train_runs=st.join(path, TRAIN_RUNS),
                        use_gpu=use_gpu, gpus_per_worker=gpus_per_worker)
     trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), trial_resources)
     if not resume:
         st.write_text(st.join(path, SWEEP_MARKER), json.dumps(
             {"visionsweep_sweep": True, "search": dataclasses.asdict(sc), "metric": metric, "mode": mode,
-             "valid_pct": valid_pct, "split_seed": split_seed, "data": data.summary, "provenance": provenance()},
+             "spec": spec_dict(spec), "data": data.summary, "provenance": provenance()},
             indent=1, default=str))
     print_dashboard(log)
     log(f"sweep {sc.name}: {sc.trials} trials x {sc.epochs} epochs over {', '.join(sc.backbones)}; {metric} "
@@ -157,6 +158,14 @@ def run_sweep(*, data: LoadedData, sc: SearchConfig, valid_pct: float, split_see
     log(f"\nfiles: {path}/leaderboard.csv, leaderboard.md; predict with: visionsweep predict {path} DATA "
         f"--out submission.csv")
     return board
+
+
+def spec_dict(spec: DatasetSpec) -> dict:
+    """The DatasetSpec options (no root, no cache folder) that predict reuses on the same DATA."""
+    out = dataclasses.asdict(spec)
+    for key in ("root", "cache_dir"):
+        out.pop(key)
+    return out
 
 
 class _SpaceFn:

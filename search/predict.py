@@ -1,0 +1,84 @@
+"""`visionsweep predict`: the best trial (or the top k averaged) or one run -> a validated submission."""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from datasets import DataError
+from datasets.load import LoadedData
+from datasets.submission import write_submission
+from search import storage as st
+from search.leaderboard import sweep_leaderboard
+from search.sweep import SWEEP_MARKER
+
+
+def resolve_sources(source: str, *, top_k: int) -> list[tuple[str, object]]:
+    """[(label, checkpoint directory or ray.train.Checkpoint)] for a sweep, a `train` run, or a checkpoint."""
+    if st.exists(st.join(source, SWEEP_MARKER)):
+        import ray.train
+
+        info = json.loads(st.read_text(st.join(source, SWEEP_MARKER)))
+        board = sweep_leaderboard(source)
+        usable = board[board["status"] != "error"].dropna(subset=[f"best_{info['metric']}"])
+        if usable.empty:
+            raise DataError(f"sweep {source} has no finished trial with a {info['metric']} yet")
+        out = []
+        logging.getLogger("ray.train").setLevel(logging.ERROR)  # offline reads: no "snapshot ... will be loaded"
+        for row in usable.head(top_k).itertuples():
+            result = ray.train.Result.from_path(row.train_run)
+            ckpt = result.get_best_checkpoint(info["metric"], info["mode"]) or result.checkpoint
+            value = getattr(row, f"best_{info['metric']}")
+            out.append((f"trial {row.trial_id} {row.backbone} ({info['metric']} {value:.4f})", ckpt))
+        return out
+    path = Path(source)
+    if (path / "best" / "meta.json").is_file():
+        return [(f"run {path} (best epoch)", path / "best")]
+    if (path / "meta.json").is_file():
+        return [(f"checkpoint {path}", path)]
+    raise DataError(f"{source} is not a sweep (no {SWEEP_MARKER}), a `visionsweep train` run (no best/) or a "
+                    f"checkpoint (no meta.json)")
+
+
+def sweep_spec(source: str) -> dict:
+    """The DatasetSpec options the sweep was run with (root excluded), so predict reads DATA the same way."""
+    if not st.exists(st.join(source, SWEEP_MARKER)):
+        return {}
+    return dict(json.loads(st.read_text(st.join(source, SWEEP_MARKER))).get("spec", {}))
+
+
+def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, overwrite: bool = False,
+            log=print) -> pd.DataFrame:
+    import torch
+
+    from trainables.inference import load_for_inference, predict_probs
+
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not overwrite:
+        raise DataError(f"--out {out} exists; pass --overwrite to replace it, or choose another file")
+    if len(data.test_ids) == 0:
+        raise DataError(f"DATA {data.summary['data']} has no test images to predict (no test/ folder)")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sources = resolve_sources(source, top_k=top_k)
+    probs = []
+    with ExitStack() as stack:
+        for label, ckpt in sources:
+            directory = ckpt if isinstance(ckpt, Path) else stack.enter_context(ckpt.as_directory())
+            model, meta, task = load_for_inference(directory, device)
+            if list(meta["classes"]) != list(data.classes):
+                raise DataError(f"{label} was trained on classes {meta['classes']} but DATA has {data.classes}; "
+                                f"predict with the data the model was trained on")
+            p = predict_probs(model, task, data.x_test, device=device, tta=tta)
+            probs.append(p)
+            log(f"  {label}: {meta['backbone']} at {task.image_size}px"
+                + (f", TTA x{8 if task.vertical_flip else 2}" if tta else ""))
+    mean = np.mean(probs, axis=0)
+    frame = write_submission(out, data.submission, data.test_ids, mean, sample=data.sample)
+    log(f"wrote {out}: {len(frame)} rows, columns {', '.join(frame.columns)} "
+        f"({'mean of %d models' % len(probs) if len(probs) > 1 else 'one model'}; {data.submission.describe()})")
+    return frame

@@ -1,0 +1,120 @@
+"""`visionsweep report`: leaderboard (CSV + markdown) and PNG plots of a sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from datasets import DataError
+from search import storage as st
+from search.leaderboard import sweep_leaderboard, write_leaderboard
+from search.sweep import SWEEP_MARKER
+from trainables.plots import plot_lr_find, plt
+
+
+def report(sweep: str, *, out: Path | None = None, log=print) -> Path:
+    if not st.exists(st.join(sweep, SWEEP_MARKER)):
+        raise DataError(f"{sweep} is not a visionsweep sweep (no {SWEEP_MARKER})")
+    info = json.loads(st.read_text(st.join(sweep, SWEEP_MARKER)))
+    metric, mode, top_k = info["metric"], info["mode"], info["search"]["top_k"]
+    out = Path(out or (sweep if not st.is_remote(sweep) else Path(info["search"]["name"]))) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    board, histories = sweep_leaderboard(sweep, with_histories=True)
+    write_leaderboard(board, sweep, metric=metric, top_k=top_k)
+    board.to_csv(out / "leaderboard.csv", index=False)
+    files = ["leaderboard.csv"]
+    files.append(plot_best_vs_trial(board, histories, metric, mode, out / "best_vs_trial.png"))
+    files.append(plot_top_curves(board, histories, metric, top_k, out / "learning_curves.png"))
+    importance = param_importance(board, metric, mode, info["search"])
+    if importance is not None:
+        files.append(plot_importance(importance, out / "param_importance.png"))
+        (out / "param_importance.json").write_text(json.dumps(importance, indent=1))
+    for name in st.listdir(sweep):
+        if name.startswith("lr_find") and name.endswith(".json"):
+            curve = json.loads(st.read_text(st.join(sweep, name)))
+            png = name.replace(".json", ".png")
+            plot_lr_find(curve, out / png)
+            files.append(png)
+    log(board.drop(columns=["train_run"]).head(top_k * 3).to_string(index=False))
+    if importance:
+        log("parameter importance (Optuna fANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in importance.items()))
+    log(f"report: {out}/ ({', '.join(f for f in files if f)})")
+    return out
+
+
+def plot_best_vs_trial(board, histories, metric, mode, path) -> str:
+    order = board.sort_values("order")
+    values = order[f"best_{metric}"].to_numpy(dtype=float)
+    running = (np.fmax.accumulate if mode == "max" else np.fmin.accumulate)(np.where(np.isnan(values),
+                                                                                     -np.inf if mode == "max" else np.inf,
+                                                                                     values))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(1, len(values) + 1)
+    for status, marker in (("done", "o"), ("stopped early (ASHA)", "x"), ("error", "s")):
+        m = (order["status"] == status).to_numpy()
+        ax.scatter(x[m], values[m], marker=marker, label=status)
+    ax.step(x, np.where(np.isfinite(running), running, np.nan), where="post", label="best so far", color="black")
+    ax.set_xlabel("trial (in start order)")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_ylabel(metric)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def plot_top_curves(board, histories, metric, top_k, path) -> str:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for row in board.head(top_k).itertuples():
+        h = histories.get(row.trial_id)
+        if h is not None and metric in h:
+            ax.plot(h["epoch"], h[metric], "o-", label=f"{row.trial_id} {row.backbone} lr={row.max_lr:.1e}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"valid {metric}")
+    ax.legend()
+    ax.set_title(f"learning curves of the top {top_k} trials")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def param_importance(board: pd.DataFrame, metric: str, mode: str, search: dict) -> dict | None:
+    """Optuna's fANOVA importance over the finished trials (max_lr pooled across backbones)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    done = board[board["status"] != "error"].dropna(subset=[f"best_{metric}"])
+    if len(done) < 3:
+        return None
+    lo = min([search["lr_range"][0]] + [r[0] for r in search["lr_ranges"].values()])
+    hi = max([search["lr_range"][1]] + [r[1] for r in search["lr_ranges"].values()])
+    dists = {"backbone": CategoricalDistribution(list(search["backbones"])),
+             "max_lr": FloatDistribution(lo, hi, log=True), "aug": FloatDistribution(*search["aug_range"])}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    for row in done.itertuples():
+        params = {"backbone": row.backbone, "max_lr": float(row.max_lr), "aug": float(row.aug)}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
+                                                  value=float(getattr(row, f"best_{metric}"))))
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study, normalize=True).items()
+                if not math.isnan(v)}
+    except (RuntimeError, ValueError):
+        return None
+
+
+def plot_importance(importance: dict, path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    names = list(importance)[::-1]
+    ax.barh(names, [importance[n] for n in names])
+    ax.set_xlabel("importance (fANOVA, normalised)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name

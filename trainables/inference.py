@@ -1,0 +1,46 @@
+"""Loading a checkpoint for inference and predicting class probabilities with test-time augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainables.checkpoint import load_weights_into, read_meta
+from trainables.loop import Batches, Runner, Task
+from trainables.model import create_model
+
+
+def load_for_inference(directory: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict, Task]:
+    meta = read_meta(directory)
+    model, _ = create_model(meta["backbone"], len(meta["classes"]), pretrained=False)
+    load_weights_into(model, directory)
+    model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    task = Task(num_classes=len(meta["classes"]),
+                positive_index=meta["classes"].index(meta["positive_class"]) if meta["positive_class"] else None,
+                vertical_flip=bool(meta["vertical_flip"]), image_size=int(meta["image_size"]),
+                mean=tuple(meta["mean"]), std=tuple(meta["std"]))
+    return model, meta, task
+
+
+def tta_transforms(vertical_flip: bool) -> list:
+    """Horizontal flips; all 8 dihedral transforms when vertical flips are valid for the data (aerial images)."""
+    hflip = [lambda x: x, lambda x: x.flip(-1)]
+    if not vertical_flip:
+        return hflip
+    return [(lambda x, k=k, f=f: f(torch.rot90(x, k, dims=(-2, -1)))) for k in range(4) for f in hflip]
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, task: Task, images: np.ndarray, *, device: torch.device, tta: bool,
+                  batch_size: int = 256) -> np.ndarray:
+    """(N, C) softmax probabilities, averaged over the TTA transforms."""
+    runner = Runner(model, task, device)
+    data = Batches(images, np.zeros(len(images), dtype=np.int64), device)
+    idx = np.arange(len(images))
+    transforms = tta_transforms(task.vertical_flip) if tta else [None]
+    probs = sum(runner.logits(data, idx, batch_size=batch_size, transform=t).double().softmax(1) for t in transforms)
+    return (probs / len(transforms)).cpu().numpy()
