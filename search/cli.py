@@ -270,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"visionsweep {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if type(err).__name__ == "SweepInterrupted":
+            print(f"visionsweep {args.command}: {err}", file=sys.stderr)
+            return 130
+        raise
 
 
 if __name__ == "__main__":

@@ -17,13 +17,17 @@ from search import storage as st
 from search.config import SearchConfig
 from search.space import define_space, trial_train_config
 from trainables.config import resolve_metric
-from trainables.model import check_backbone
+from trainables.model import check_image_size
 from trainables.provenance import provenance
 from trainables.ray_train import TRIAL_RESOURCE, data_info, ensure_ray, make_trainer, train_valid_arrays
 from trainables.worker import DataInfo
 
 SWEEP_MARKER = "sweep.json"
 TRAIN_RUNS = "train_runs"
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C during a sweep: stopped cleanly, resumable."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,8 @@ def run_sweep(*, data: LoadedData, sc: SearchConfig, spec: DatasetSpec, resume: 
 
     metric, mode = resolve_metric(sc.metric, data.num_classes)
     for backbone in sc.backbones:
-        check_backbone(backbone)
+        for size in sc.image_sizes or (sc.train.get("image_size"),):
+            check_image_size(backbone, size, data.num_classes)
     path = check_new_or_resumable(sc, resume=resume)
     resources = ensure_ray(log=log)
     gpus_per_worker = sc.gpus_per_worker(resources.get("GPU", 0.0))
@@ -152,6 +157,11 @@ def run_sweep(*, data: LoadedData, sc: SearchConfig, spec: DatasetSpec, resume: 
     results = tuner.fit()
     board = leaderboard(results, metric=metric, mode=mode, train_runs=setup.train_runs, max_epochs=sc.epochs)
     write_leaderboard(board, path, metric=metric, top_k=sc.top_k)
+    unfinished = [t for t in results._experiment_analysis.trials if t.status not in ("TERMINATED", "ERROR")]
+    if unfinished:  # Ctrl-C: Tune saved its state and returned
+        raise SweepInterrupted(f"interrupted after {time.time() - t0:.0f} s with {len(unfinished)} trial(s) "
+                               f"unfinished; the state is saved. Resume with the same command plus --resume "
+                               f"(--name {sc.name} --storage {sc.storage})")
     log(f"\nleaderboard ({metric}, {mode}; {time.time() - t0:.0f} s; {st.disk_usage(setup.train_runs)} of "
         f"checkpoints, best 1 + latest kept per trial):")
     log(board.head(10).to_string(index=False))

@@ -30,3 +30,38 @@ def digits_arrays(*, classes=(0, 1), size: int = 16, per_class: int | None = Non
     names = [str(c) for c in classes]
     info = DataInfo(classes=names, positive_class=names[-1] if len(names) == 2 else None, vertical_flip=False)
     return arrays, info
+
+
+def digits_csv_folder(root, *, classes=(3, 8), size: int = 16, n_test: int = 40, label_col: str = "is_eight",
+                      seed: int = 0):
+    """A binary Kaggle-CSV competition folder of real digit images (Aerial-Cactus style: id,<label>, a
+    sample_submission with probabilities), plus the test labels in root/../solution.csv."""
+    from pathlib import Path
+
+    import pandas as pd
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = Path(root)
+    d = load_digits()
+    keep = np.flatnonzero(np.isin(d.target, classes))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(keep)
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    rows, test_rows = [], []
+    for n, i in enumerate(keep):
+        img = Image.fromarray((d.images[i] / 16 * 255).astype(np.uint8), "L").resize((size, size), Image.BICUBIC)
+        name = f"{n:05d}.png"
+        label = int(d.target[i] == classes[1])
+        if n < n_test:
+            img.save(root / "test" / name)
+            test_rows.append((name, label))
+        else:
+            img.save(root / "train" / name)
+            rows.append((name, label))
+    pd.DataFrame(rows, columns=["id", label_col]).to_csv(root / "train.csv", index=False)
+    pd.DataFrame([(n, 0.5) for n, _ in test_rows], columns=["id", label_col]).to_csv(
+        root / "sample_submission.csv", index=False)
+    pd.DataFrame(test_rows, columns=["id", label_col]).to_csv(root.parent / "solution.csv", index=False)
+    return root

@@ -25,6 +25,23 @@ def check_backbone(name: str) -> None:
         raise DataError(f"--backbone {name!r} is not a timm model name{hint}")
 
 
+def check_image_size(name: str, image_size: int | None, num_classes: int) -> None:
+    """A 2-image forward pass at `image_size` (random init, no download), so a backbone that cannot take the
+    size fails here, with exit status 2, not in every trial."""
+    check_backbone(name)
+    if image_size is None:
+        return
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes).eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, 3, image_size, image_size))
+    except Exception as err:
+        native = model.pretrained_cfg.get("input_size", (3, 0, 0))[-1]
+        raise DataError(f"--backbone {name} cannot take --image-size {image_size} ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0][:200]}); use its native size {native} or a backbone that "
+                        f"accepts any size (CNNs such as resnet18)") from None
+
+
 def head_prefix(model: nn.Module) -> str:
     """The classifier's module name as timm records it ('fc', 'classifier', 'head.fc')."""
     return model.pretrained_cfg.get("classifier") or "classifier"

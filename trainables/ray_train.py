@@ -18,7 +18,7 @@ from datasets.load import LoadedData
 from datasets.split import stratified_split
 from trainables.checkpoint import export_checkpoint, read_meta
 from trainables.config import TrainConfig, resolve_metric
-from trainables.model import check_backbone
+from trainables.model import check_image_size
 from trainables.worker import DataInfo
 
 RUN_MARKER = "config.json"
@@ -94,17 +94,33 @@ def lr_find_per_worker(config: dict) -> None:
         ray.train.report({"steps": len(result["lrs"])}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
+TRIAL_RESOURCE = "visionsweep_trial"  # sweeps: trial drivers take this, never a CPU a worker needs
+WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}  # the dashboard's Train view (read where fit() runs)
+
+
 def ensure_ray(*, num_cpus: int | None = None, log=print) -> dict:
-    """Connect to RAY_ADDRESS's cluster, or start a local one with the dashboard on 127.0.0.1 (token auth on)."""
+    """Connect to RAY_ADDRESS's cluster, or start a local one with the dashboard on 127.0.0.1 (Ray 2.60 turns
+    token authentication on for it; visionsweep keeps it on and makes the token file private)."""
     import ray
 
     if not ray.is_initialized():
         kwargs = dict(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
-                      configure_logging=True, logging_level="WARNING")
+                      logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV})
         if not os.environ.get("RAY_ADDRESS"):
-            kwargs["num_cpus"] = num_cpus
+            kwargs.update(num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0})
         ray.init(**kwargs)
+        tighten_token_file(log=log)
     return ray.cluster_resources()
+
+
+def tighten_token_file(log=print) -> None:
+    """Ray writes ~/.ray/auth_token readable by every local user (0644); the token is the cluster's key."""
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    try:
+        if token.is_file() and token.stat().st_mode & 0o077:
+            token.chmod(0o600)
+    except OSError as err:
+        log(f"warning: could not make {token} private ({err}); other users of this machine can read it")
 
 
 def check_resources(cfg: TrainConfig, resources: dict, *, extra_cpus: float = 0.0) -> None:
@@ -192,7 +208,7 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
 
     out_dir = Path(out_dir).expanduser().resolve()
     metric, mode = resolve_metric(cfg.metric, data.num_classes)
-    check_backbone(cfg.backbone)
+    check_image_size(cfg.backbone, cfg.image_size, data.num_classes)
     prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
     resources = ensure_ray(log=log)
     check_resources(cfg, resources)
@@ -216,7 +232,7 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
     from trainables.plots import plot_lr_find
 
     out_png = Path(out_png).expanduser().resolve()
-    check_backbone(cfg.backbone)
+    check_image_size(cfg.backbone, cfg.image_size, data.num_classes)
     if not out_png.parent.is_dir():
         raise DataError(f"--out {out_png}: folder {out_png.parent} does not exist")
     check_resources(cfg, ensure_ray(log=log))

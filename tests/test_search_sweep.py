@@ -1,0 +1,113 @@
+"""Sweeps for real: Tune + Optuna + ASHA over TorchTrainer trials on a local Ray cluster; predict; report."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from datasets import DataError
+from datasets.load import load_dataset
+from datasets.spec import spec_from_dict
+from search.config import SearchConfig
+from search.predict import predict, resolve_sources
+from search.report import report
+from search.sweep import run_sweep
+from trainables.inference import load_for_inference, predict_probs, tta_transforms
+from trainables.loop import Task
+
+from digits import digits_csv_folder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def binary_data(tmp_path_factory):
+    root = digits_csv_folder(tmp_path_factory.mktemp("cactus") / "data")
+    spec = spec_from_dict({"root": root})
+    return spec, load_dataset(spec, log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def sweep(ray_cluster, binary_data, tmp_path_factory):
+    """5 trials, one at a time (so ASHA's decisions are deterministic): test_resnet learns, test_efficientnet_gn
+    barely moves (LR 1e-9: clearly worse, ASHA stops it), test_efficientnet diverges (NaN: the trial fails).
+    TPE seed 10 samples them as resnet, efficientnet, gn, gn, resnet (its first 10 samples are random)."""
+    spec, data = binary_data
+    sc = SearchConfig(
+        name="e2e", storage=str(tmp_path_factory.mktemp("sweeps")), trials=5, epochs=3, seed=10, max_concurrent=1,
+        backbones=("test_resnet", "test_efficientnet_gn", "test_efficientnet"),
+        lr_ranges={"test_resnet": [3e-3, 1e-2], "test_efficientnet_gn": [1e-9, 2e-9], "test_efficientnet": [1e6, 2e6]},
+        train={"image_size": 16, "batch_size": 32, "pretrained": False, "max_failures": 0}, top_k=2)
+    board = run_sweep(data=data, sc=sc, spec=spec, log=print)
+    return sc, board, f"{sc.storage}/{sc.name}"
+
+
+def test_sweep_runs_every_trial_stops_the_worse_and_survives_a_failing_one(sweep):
+    sc, board, path = sweep
+    assert len(board) == 5 and set(board["backbone"]) == set(sc.backbones), board
+    assert board.iloc[0]["backbone"] == "test_resnet" and board.iloc[0]["best_auc"] > 0.9
+    failed = board[board["backbone"] == "test_efficientnet"]
+    assert (failed["status"] == "error").all() and failed["error"].str.contains("nan").all()
+    slow = board[board["backbone"] == "test_efficientnet_gn"]
+    stopped = slow[slow["status"] == "stopped early (ASHA)"]
+    assert len(stopped) >= 1 and (stopped["epochs"] < sc.epochs).all()
+    assert (stopped["best_auc"] < board.iloc[0]["best_auc"]).all()
+    best = board.iloc[0]
+    assert best["status"] == "done" and best["epochs"] == sc.epochs  # the leader is never stopped early
+    written = pd.read_csv(f"{path}/leaderboard.csv")
+    assert written["trial_id"].tolist() == board["trial_id"].tolist()
+    # Retention: per trial at most the best and the latest checkpoint stay on disk.
+    from pathlib import Path
+    for run in Path(path, "train_runs").iterdir():
+        assert len([c for c in run.glob("checkpoint_*") if c.is_dir()]) <= 2
+
+
+def test_an_existing_sweep_name_is_refused_without_resume(sweep, binary_data):
+    sc, _, _ = sweep
+    spec, data = binary_data
+    with pytest.raises(DataError, match="already exists.*--resume"):
+        run_sweep(data=data, sc=sc, spec=spec)
+
+
+def test_predict_top_k_averages_the_best_trials_into_the_sample_format(sweep, binary_data, tmp_path):
+    _, board, path = sweep
+    spec, data = binary_data
+    out = tmp_path / "submission.csv"
+    frame = predict(source=path, data=data, out=out, top_k=2, tta=True)
+    sample = pd.read_csv(spec.root / "sample_submission.csv")
+    written = pd.read_csv(out)
+    assert list(written.columns) == list(sample.columns) and written["id"].tolist() == sample["id"].tolist()
+    assert written["is_eight"].between(0, 1).all()
+    # The written column is the mean of the two best trials' P(class "1"), TTA included.
+    probs = []
+    for _, ckpt in resolve_sources(path, top_k=2):
+        with ckpt.as_directory() as d:
+            model, meta, task = load_for_inference(d, torch.device("cpu"))
+            probs.append(predict_probs(model, task, data.x_test, device=torch.device("cpu"), tta=True))
+    expected = np.mean(probs, axis=0)[:, data.classes.index("1")]
+    np.testing.assert_allclose(written["is_eight"].to_numpy(), expected, rtol=1e-6)
+    truth = pd.read_csv(spec.root.parent / "solution.csv")
+    assert ((written["is_eight"] > 0.5).astype(int) == truth["is_eight"]).mean() > 0.8
+
+
+def test_report_writes_leaderboard_and_plots(sweep, tmp_path):
+    _, _, path = sweep
+    out = report(path, out=tmp_path)
+    for name in ("leaderboard.csv", "best_vs_trial.png", "learning_curves.png"):
+        assert (out / name).stat().st_size > 0
+    assert "| rank |" in open(f"{path}/leaderboard.md").read()
+
+
+def test_tta_changes_nothing_for_a_flip_invariant_model():
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))  # invariant to every flip/turn
+    task = Task(num_classes=4, positive_index=None, vertical_flip=True, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3)
+    images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    plain = predict_probs(model, task, images, device=cpu, tta=False)
+    np.testing.assert_allclose(predict_probs(model, task, images, device=cpu, tta=True), plain, rtol=1e-6)
+    assert len(tta_transforms(True)) == 8 and len(tta_transforms(False)) == 2
+    # ... and a model that is not flip invariant does change under TTA (the test can fail).
+    asym = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
+    assert not np.allclose(predict_probs(asym, task, images, device=cpu, tta=True),
+                           predict_probs(asym, task, images, device=cpu, tta=False))
