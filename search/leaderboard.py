@@ -14,8 +14,13 @@ from search.space import flat_params
 PARAMS = ("backbone", "max_lr", "aug", "image_size", "batch_size", "weight_decay", "freeze_epochs")
 
 
-def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs: int | None = None) -> pd.DataFrame:
-    """From Tune's ResultGrid: sorted best first; failed trials last, with their error."""
+UNFINISHED = "unfinished (--resume continues it)"
+
+
+def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs: int | None = None,
+                statuses: dict | None = None) -> pd.DataFrame:
+    """From Tune's ResultGrid (+ the trials' saved statuses): sorted best first; failed trials last, with
+    their error. A trial is "stopped early" by ASHA or the time budget, "unfinished" after Ctrl-C or a kill."""
     rows = []
     for order, r in enumerate(results, start=1):
         config = r.config or {}
@@ -25,10 +30,13 @@ def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs:
         best = (values.max() if mode == "max" else values.min()) if len(values) else math.nan
         epochs = int(history["epoch"].max()) if "epoch" in history and len(history) else 0
         trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name.rsplit("-", 1)[-1]
-        if r.error is not None:
+        saved = (statuses or {}).get(trial_id, "TERMINATED")
+        if r.error is not None or saved == "ERROR":
             status = "error"
+        elif saved != "TERMINATED":
+            status = UNFINISHED
         elif max_epochs is not None and epochs < max_epochs:
-            status = "stopped early (ASHA)"
+            status = "stopped early"
         else:
             status = "done"
         error = "" if r.error is None else (str(r.error).strip().splitlines() or [""])[-1][:300]
@@ -70,11 +78,13 @@ def sweep_leaderboard(sweep: str, *, with_histories: bool = False):
 
     info = json.loads(st.read_text(st.join(sweep, "sweep.json")))
     try:
-        results = tune.ResultGrid(tune.ExperimentAnalysis(sweep))
+        analysis = tune.ExperimentAnalysis(sweep)
     except Exception as err:  # the driver died before Tune saved its first state
         raise DataError(f"{sweep} has no Tune results yet ({type(err).__name__}); run the sweep with --resume") from None
+    results = tune.ResultGrid(analysis)
+    statuses = {t.trial_id: t.status for t in analysis.trials}
     board = leaderboard(results, metric=info["metric"], mode=info["mode"], train_runs=st.join(sweep, "train_runs"),
-                        max_epochs=info["search"]["epochs"])
+                        max_epochs=info["search"]["epochs"], statuses=statuses)
     if not with_histories:
         return board
     histories = {}

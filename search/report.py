@@ -54,7 +54,7 @@ def plot_best_vs_trial(board, histories, metric, mode, path) -> str:
                                                                                      values))
     fig, ax = plt.subplots(figsize=(7, 4))
     x = np.arange(1, len(values) + 1)
-    for status, marker in (("done", "o"), ("stopped early (ASHA)", "x"), ("error", "s")):
+    for status, marker in (("done", "o"), ("stopped early", "x"), ("error", "s")):
         m = (order["status"] == status).to_numpy()
         ax.scatter(x[m], values[m], marker=marker, label=status)
     ax.step(x, np.where(np.isfinite(running), running, np.nan), where="post", label="best so far", color="black")

@@ -107,7 +107,7 @@ def run_sweep(*, data: LoadedData, sc: SearchConfig, spec: DatasetSpec, resume: 
     from optuna.samplers import TPESampler
 
     from search.progress import Progress
-    from search.leaderboard import leaderboard, write_leaderboard
+    from search.leaderboard import UNFINISHED, sweep_leaderboard, write_leaderboard
 
     metric, mode = resolve_metric(sc.metric, data.num_classes)
     for backbone in sc.backbones:
@@ -154,15 +154,17 @@ def run_sweep(*, data: LoadedData, sc: SearchConfig, spec: DatasetSpec, resume: 
             run_config=tune.RunConfig(name=sc.name, storage_path=st.absolute(sc.storage), callbacks=[progress],
                                       verbose=0, failure_config=tune.FailureConfig(max_failures=0)),
         )
-    results = tuner.fit()
-    board = leaderboard(results, metric=metric, mode=mode, train_runs=setup.train_runs, max_epochs=sc.epochs)
+    tuner.fit()
+    board = sweep_leaderboard(path)  # from Tune's saved state, as predict and report read it
     write_leaderboard(board, path, metric=metric, top_k=sc.top_k)
-    unfinished = [t for t in results._experiment_analysis.trials if t.status not in ("TERMINATED", "ERROR")]
-    if unfinished:  # Ctrl-C: Tune saved its state and returned
-        raise SweepInterrupted(f"interrupted after {time.time() - t0:.0f} s with {len(unfinished)} trial(s) "
-                               f"unfinished; the state is saved. Resume with the same command plus --resume "
+    elapsed = time.time() - t0
+    budget_spent = sc.time_budget is not None and elapsed >= sc.time_budget
+    unfinished = int((board["status"] == UNFINISHED).sum()) if len(board) else 0
+    if unfinished or (len(board) < sc.trials and not budget_spent):  # Ctrl-C: Tune saved its state and returned
+        raise SweepInterrupted(f"interrupted after {elapsed:.0f} s: {len(board) - unfinished} of {sc.trials} trials "
+                               f"finished, the state is saved. Resume with the same command plus --resume "
                                f"(--name {sc.name} --storage {sc.storage})")
-    log(f"\nleaderboard ({metric}, {mode}; {time.time() - t0:.0f} s; {st.disk_usage(setup.train_runs)} of "
+    log(f"\nleaderboard ({metric}, {mode}; {elapsed:.0f} s; {st.disk_usage(setup.train_runs)} of "
         f"checkpoints, best 1 + latest kept per trial):")
     log(board.head(10).to_string(index=False))
     log(f"\nfiles: {path}/leaderboard.csv, leaderboard.md; predict with: visionsweep predict {path} DATA "

@@ -10,6 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers (digits.py, ...)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never wait on the hub
+# The session's Ray head uses token auth (`ray start` clusters get it only when asked, RAY_NOTES); ray reads
+# this when it is imported, so it is set before any test module imports ray.
+os.environ["RAY_AUTH_MODE"] = "token"
 
 
 @pytest.fixture(autouse=True)
@@ -18,18 +21,54 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VISIONSWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One local Ray cluster (with the dashboard, as users run it) for the whole session.
+    """One real Ray head for the whole session, started as on a cluster: `ray start --head` with token
+    authentication, the dashboard (and Jobs API) on 127.0.0.1 and the trial-driver resource.
 
-    Two cluster instances on one machine break Ray's placement-group cleanup (RAY_NOTES), so tests
-    never start their own: CLI subprocesses join this one through RAY_ADDRESS. 4 logical CPUs on a
-    2-core machine let a Tune trial and its 2 workers start together."""
+    Two Ray instances on one machine break Ray's placement-group cleanup (RAY_NOTES), so tests never start
+    their own: this process and CLI subprocesses join through RAY_ADDRESS. 4 logical CPUs on a 2-core
+    machine let trials and their workers start together. `--block` under our Popen means teardown stops
+    this head alone (never a global `ray stop`)."""
+    import time
+
     import ray
 
-    ctx = ray.init(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", logging_level="WARNING")
-    yield ctx.address_info["address"]
+    from trainables.ray_train import TRIAL_RESOURCE, WORKER_ENV
+
+    port, dash = _free_port(), _free_port()
+    ray_bin = Path(sys.executable).parent / "ray"
+    head = subprocess.Popen(
+        [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
+         f'--resources={{"{TRIAL_RESOURCE}": 1}}', "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+         "--include-dashboard=true", "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, logging_level="WARNING")
+            break
+        except Exception:
+            if time.monotonic() > deadline or head.poll() is not None:
+                head.kill()
+                raise
+            time.sleep(1)
+    os.environ["RAY_ADDRESS"] = address
+    os.environ["VISIONSWEEP_TEST_DASHBOARD"] = f"http://127.0.0.1:{dash}"
+    yield address
     ray.shutdown()
+    os.environ.pop("RAY_ADDRESS", None)
+    head.terminate()
+    head.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

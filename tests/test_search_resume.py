@@ -1,0 +1,77 @@
+"""A sweep survives Ctrl-C and a SIGKILLed driver: `--resume` finishes the rest, nothing runs twice."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import pytest
+from ray import tune
+
+from conftest import ROOT, run_cli
+
+from digits import digits_csv_folder
+
+pytestmark = pytest.mark.slow
+
+
+class Sweep:
+    """`visionsweep sweep` in a subprocess, its output collected line by line."""
+
+    def __init__(self, args):
+        self.proc = subprocess.Popen([sys.executable, "-m", "search.cli", *map(str, args)], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
+                                       daemon=True)
+        self.reader.start()
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in list(self.lines)):
+            assert self.proc.poll() is None, f"sweep ended before {text!r}:\n" + "".join(self.lines)
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n" + "".join(self.lines)
+            time.sleep(0.2)
+
+    def finish(self, timeout: float = 120) -> tuple[int, str]:
+        rc = self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        return rc, "".join(self.lines)
+
+
+def test_ctrl_c_then_kill_then_resume_completes_every_trial_once(ray_cluster, tmp_path):
+    data = digits_csv_folder(tmp_path / "cactus" / "data")
+    storage = tmp_path / "sweeps"
+    args = ["sweep", data, "--name", "r1", "--storage", storage, "--trials", "4", "--epochs", "2",
+            "--backbones", "test_resnet", "--image-size", "16", "--batch-size", "32", "--no-pretrained", "--cpu",
+            "--max-concurrent", "1"]
+
+    # 1. Ctrl-C while the first trial trains: a clean stop within seconds, exit 130, how to resume.
+    sweep = Sweep(args)
+    sweep.wait_for("epoch 1: auc=")
+    t0 = time.monotonic()
+    sweep.proc.send_signal(signal.SIGINT)
+    rc, out = sweep.finish(timeout=90)
+    assert rc == 130, out
+    assert time.monotonic() - t0 < 60
+    assert "--resume" in out
+
+    # 2. Resume, then SIGKILL the driver once a second trial is under way.
+    sweep = Sweep([*args, "--resume"])
+    sweep.wait_for("[1/4 done")
+    sweep.wait_for("[2/4 done")
+    os.kill(sweep.proc.pid, signal.SIGKILL)
+    sweep.finish(timeout=30)
+
+    # 3. Resume again: the rest is finished; every trial exists once with each epoch reported once.
+    res = run_cli(*args, "--resume", timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    board = pd.read_csv(storage / "r1" / "leaderboard.csv")
+    assert len(board) == 4 and board["trial_id"].is_unique, board
+    assert set(board["status"]) <= {"done", "stopped early"}, board
+    for result in tune.ResultGrid(tune.ExperimentAnalysis(str(storage / "r1"))):
+        epochs = result.metrics_dataframe["epoch"].tolist()
+        assert epochs == sorted(set(epochs)) and epochs[0] == 1, epochs  # continuous, none twice
