@@ -157,6 +157,8 @@ def search_config_from_args(args: argparse.Namespace):
     if fixed:
         values["train"] = {**(values.get("train") or {}), **fixed}
     if args.cpu:
+        if args.gpus_per_trial:
+            raise DataError(f"--cpu and --gpus-per-trial {args.gpus_per_trial:g} contradict each other; drop one")
         values["gpus_per_trial"] = 0
     source = f"--config {args.config}" if args.config else "flags"
     sc = search_config_from_dict(values, source=source)

@@ -58,14 +58,17 @@ def write_text(uri: str, text: str) -> None:
 
 
 def check_writable(uri: str) -> None:
+    """Creates the folder and a probe file (removed again): permission bits alone mislead, e.g. for root."""
     if is_remote(uri):
         return  # credentials come from the environment / instance role; Ray reports failures itself
     p = Path(uri)
-    probe = p
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise DataError(f"--storage {uri} is not writable (checked {probe}); choose a folder you can write to")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".visionsweep-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise DataError(f"--storage {uri} is not writable ({err.strerror}); choose a folder you can write to") from None
 
 
 def disk_usage(uri: str) -> str:

@@ -104,11 +104,15 @@ def ensure_ray(*, num_cpus: int | None = None, log=print) -> dict:
     import ray
 
     if not ray.is_initialized():
-        kwargs = dict(include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
-                      logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV})
-        if not os.environ.get("RAY_ADDRESS"):
-            kwargs.update(num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0})
-        ray.init(**kwargs)
+        common = dict(log_to_driver=True, logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV})
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(**common)
+        else:
+            try:  # a cluster started with `ray start` on this machine, which plain ray.init() would join anyway
+                ray.init(address="auto", **common)
+            except ConnectionError:
+                ray.init(num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0}, include_dashboard=True,
+                         dashboard_host="127.0.0.1", **common)
         tighten_token_file(log=log)
     return ray.cluster_resources()
 

@@ -1,0 +1,40 @@
+"""A sweep submitted as a Ray job through the Jobs API of a `ray start --head` cluster, as on a real cluster."""
+
+import os
+import sys
+import time
+
+import pandas as pd
+import pytest
+import requests
+
+from conftest import ROOT
+
+from digits import digits_csv_folder
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_dashboard_refuses_requests_without_the_token(ray_cluster):
+    url = os.environ["VISIONSWEEP_TEST_DASHBOARD"] + "/api/jobs/"
+    assert requests.get(url, timeout=10).status_code in (401, 403)
+
+
+def test_sweep_as_a_ray_job_succeeds_and_leaves_results_in_storage(ray_cluster, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    data = digits_csv_folder(tmp_path / "c" / "data")
+    storage = tmp_path / "sweeps"
+    client = JobSubmissionClient(os.environ["VISIONSWEEP_TEST_DASHBOARD"])  # adds the token (RAY_AUTH_MODE=token)
+    entrypoint = (f"{sys.executable} -m search.cli sweep {data} --name job1 --storage {storage} --trials 2 "
+                  f"--epochs 1 --backbones test_resnet --image-size 16 --batch-size 32 --no-pretrained --cpu")
+    job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(ROOT)})  # as --working-dir .
+    deadline = time.monotonic() + 600
+    while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, client.get_job_logs(job)[-3000:]
+        time.sleep(2)
+    logs = client.get_job_logs(job)
+    assert status == JobStatus.SUCCEEDED, logs[-4000:]
+    assert "leaderboard (auc" in logs
+    board = pd.read_csv(storage / "job1" / "leaderboard.csv")
+    assert len(board) == 2 and board["best_auc"].notna().all()
