@@ -105,10 +105,9 @@ def _gpus_available() -> bool:
     import os
 
     if os.environ.get("RAY_ADDRESS"):  # a cluster: its workers may have GPUs the driver lacks
-        import ray
+        from trainables.ray_train import ensure_ray
 
-        ray.init(ignore_reinit_error=True)
-        return ray.cluster_resources().get("GPU", 0) > 0
+        return ensure_ray().get("GPU", 0) > 0
     import torch
 
     return torch.cuda.is_available()

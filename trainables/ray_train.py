@@ -63,6 +63,8 @@ def train_loop_per_worker(config: dict) -> None:
             sys.stdout.write(msg + "\n")
             sys.stdout.flush()
 
+    log(f"visionsweep run {ctx.get_experiment_name()}: {cfg.backbone}, max_lr {cfg.max_lr:.3g}, aug {cfg.aug:.2f}, "
+        f"{cfg.total_epochs} epochs, {ctx.get_world_size()} worker(s)")
     run = dict(cfg=cfg, info=info, arrays=arrays, device=ray.train.torch.get_device(),
                prepare_model=ray.train.torch.prepare_model, report=report, log=log)
     from trainables.worker import run_worker
@@ -95,7 +97,8 @@ def lr_find_per_worker(config: dict) -> None:
 
 
 TRIAL_RESOURCE = "visionsweep_trial"  # sweeps: trial drivers take this, never a CPU a worker needs
-WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}  # the dashboard's Train view (read where fit() runs)
+WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}  # Train run state for the dashboard (read where fit() runs)
+DASHBOARD_URL: str | None = None
 
 
 def ensure_ray(*, num_cpus: int | None = None, log=print) -> dict:
@@ -103,16 +106,15 @@ def ensure_ray(*, num_cpus: int | None = None, log=print) -> dict:
     token authentication on for it; visionsweep keeps it on and makes the token file private)."""
     import ray
 
+    global DASHBOARD_URL
     if not ray.is_initialized():
         common = dict(log_to_driver=True, logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV})
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(**common)
-        else:
-            try:  # a cluster started with `ray start` on this machine, which plain ray.init() would join anyway
-                ray.init(address="auto", **common)
-            except ConnectionError:
-                ray.init(num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0}, include_dashboard=True,
-                         dashboard_host="127.0.0.1", **common)
+        if os.environ.get("RAY_ADDRESS"):  # a cluster (or `ray job submit`, which sets it)
+            ctx = ray.init(**common)
+        else:  # a private local cluster: never an unrelated `ray start` instance found on this machine
+            ctx = ray.init(address="local", num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0},
+                           include_dashboard=True, dashboard_host="127.0.0.1", **common)
+        DASHBOARD_URL = ctx.dashboard_url
         tighten_token_file(log=log)
     return ray.cluster_resources()
 
