@@ -50,7 +50,10 @@ def ray_cluster():
         [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
          f'--resources={{"{TRIAL_RESOURCE}": 1}}', "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
          "--include-dashboard=true", "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # Train's placement-group cleaner must find this cluster's state API, not whatever cluster last
+        # wrote /tmp/ray/ray_current_cluster (another engineer's, or a dead one).
+        env={**os.environ, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}"})
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:

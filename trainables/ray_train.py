@@ -112,11 +112,31 @@ def ensure_ray(*, num_cpus: int | None = None, log=print) -> dict:
         if os.environ.get("RAY_ADDRESS"):  # a cluster (or `ray job submit`, which sets it)
             ctx = ray.init(**common)
         else:  # a private local cluster: never an unrelated `ray start` instance found on this machine
+            port = _dashboard_port()
+            # Train's placement-group cleaner finds the state API by "auto" address, i.e. the last `ray start`
+            # cluster's file in /tmp/ray, which may be another (or a dead) cluster: point it at this one.
+            api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+            common["runtime_env"] = {"env_vars": {**WORKER_ENV, **api}}
+            os.environ.update(api)
             ctx = ray.init(address="local", num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0},
-                           include_dashboard=True, dashboard_host="127.0.0.1", **common)
+                           include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, **common)
         DASHBOARD_URL = ctx.dashboard_url
         tighten_token_file(log=log)
     return ray.cluster_resources()
+
+
+def _dashboard_port(preferred: int = 8265) -> int:
+    """Ray's usual 8265 when free, else any free port."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+                return sock.getsockname()[1]
+            except OSError:
+                continue
+    raise RuntimeError("no free port for the Ray dashboard")
 
 
 def tighten_token_file(log=print) -> None:
