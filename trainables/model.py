@@ -9,16 +9,19 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
 from datasets import DataError
 
 HUB_HOST = "huggingface.co"
+# timm (with torchvision, ~2 s) is imported inside the functions: the Tune trial actor and the Train
+# controller import this module but never build a model, and each sweep trial starts both afresh.
 
 
 def check_backbone(name: str) -> None:
+    import timm
+
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; list them with python -c 'import timm; print(timm.list_models())'"
@@ -28,6 +31,8 @@ def check_backbone(name: str) -> None:
 def check_image_size(name: str, image_size: int | None, num_classes: int) -> None:
     """A 2-image forward pass at `image_size` (random init, no download), so a backbone that cannot take the
     size fails here, with exit status 2, not in every trial."""
+    import timm
+
     check_backbone(name)
     if image_size is None:
         return
@@ -53,6 +58,8 @@ def is_head_key(key: str, prefix: str) -> bool:
 
 def data_config(model: nn.Module, image_size: int | None) -> dict:
     """Input size, mean and std from the backbone's own pretrained config (nothing hard-codes ImageNet)."""
+    import timm
+
     cfg = timm.data.resolve_model_data_config(model)
     size = image_size or int(cfg["input_size"][-1])
     return {"image_size": size, "mean": [float(v) for v in cfg["mean"]], "std": [float(v) for v in cfg["std"]]}
@@ -87,6 +94,8 @@ def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: 
                  log=print) -> tuple[nn.Module, str]:
     """(model, where its weights came from). Pretrained weights: `weights` file, else the hub's local cache,
     else the hub when reachable, else a loud warning and random init (the offline case)."""
+    import timm
+
     check_backbone(backbone)
     if weights is not None:
         model = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
