@@ -23,7 +23,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--valid-dir", help="validation class folders (default valid)")
     g.add_argument("--test-dir", help="images to predict (default test)")
     g.add_argument("--sample-csv", help="sample submission in DATA (default sample_submission.csv)")
-    g.add_argument("--label-regex", help=r"labels from file names, e.g. '^(?P<label>[a-z]+)\.'")
+    g.add_argument("--label-regex", help=r"labels from file names, e.g. '^(?P<label>[a-z]+)\.' (write --label-regex=-... if it starts with -)")
     g.add_argument("--positive-class", help="binary tasks: the class whose probability is submitted")
     g.add_argument("--vertical-flip", action="store_true", default=None,
                    help="orientation-free images (aerial, microscopy): vertical flips and 90-degree turns are valid")

@@ -18,18 +18,18 @@ UNFINISHED = "unfinished (--resume continues it)"
 
 
 def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs: int | None = None,
-                statuses: dict | None = None) -> pd.DataFrame:
+                statuses: dict | None = None, configs: dict | None = None) -> pd.DataFrame:
     """From Tune's ResultGrid (+ the trials' saved statuses): sorted best first; failed trials last, with
     their error. A trial is "stopped early" by ASHA or the time budget, "unfinished" after Ctrl-C or a kill."""
     rows = []
     for order, r in enumerate(results, start=1):
-        config = r.config or {}
+        trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name.rsplit("-", 1)[-1]
+        config = r.config or (configs or {}).get(trial_id) or {}  # a trial that failed before reporting
         params = flat_params(config) if isinstance(config.get("max_lr"), dict) else dict(config)
         history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         values = history[metric].dropna() if metric in history else pd.Series(dtype=float)
         best = (values.max() if mode == "max" else values.min()) if len(values) else math.nan
         epochs = int(history["epoch"].max()) if "epoch" in history and len(history) else 0
-        trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name.rsplit("-", 1)[-1]
         saved = (statuses or {}).get(trial_id, "TERMINATED")
         if r.error is not None or saved == "ERROR":
             status = "error"
@@ -83,8 +83,9 @@ def sweep_leaderboard(sweep: str, *, with_histories: bool = False):
         raise DataError(f"{sweep} has no Tune results yet ({type(err).__name__}); run the sweep with --resume") from None
     results = tune.ResultGrid(analysis)
     statuses = {t.trial_id: t.status for t in analysis.trials}
+    configs = {t.trial_id: t.config for t in analysis.trials}
     board = leaderboard(results, metric=info["metric"], mode=info["mode"], train_runs=st.join(sweep, "train_runs"),
-                        max_epochs=info["search"]["epochs"], statuses=statuses)
+                        max_epochs=info["search"]["epochs"], statuses=statuses, configs=configs)
     if not with_histories:
         return board
     histories = {}

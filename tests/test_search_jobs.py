@@ -28,7 +28,14 @@ def test_sweep_as_a_ray_job_succeeds_and_leaves_results_in_storage(ray_cluster, 
     client = JobSubmissionClient(os.environ["VISIONSWEEP_TEST_DASHBOARD"])  # adds the token (RAY_AUTH_MODE=token)
     entrypoint = (f"{sys.executable} -m search.cli sweep {data} --name job1 --storage {storage} --trials 2 "
                   f"--epochs 1 --backbones test_resnet --image-size 16 --batch-size 32 --no-pretrained --cpu")
-    job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(ROOT)})  # as --working-dir .
+    for attempt in range(30):  # the head's job agent may still be starting: "No available agent ... try again"
+        try:
+            job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(ROOT)})  # --working-dir .
+            break
+        except RuntimeError as err:
+            if "try again" not in str(err) or attempt == 29:
+                raise
+            time.sleep(2)
     deadline = time.monotonic() + 600
     while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
         assert time.monotonic() < deadline, client.get_job_logs(job)[-3000:]

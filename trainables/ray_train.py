@@ -28,7 +28,7 @@ def train_valid_arrays(data: LoadedData, *, valid_pct: float, seed: int) -> dict
     """Train/valid arrays: the given valid/ folder, else a seeded stratified holdout of train."""
     if data.x_valid is not None:
         return {"x_train": data.x_train, "y_train": data.y_train, "x_valid": data.x_valid, "y_valid": data.y_valid}
-    tr, va = stratified_split(data.y_train, valid_pct=valid_pct, seed=seed)
+    tr, va = stratified_split(data.y_train, valid_pct=valid_pct, seed=seed, classes=data.classes)
     return {"x_train": data.x_train[tr], "y_train": data.y_train[tr],
             "x_valid": data.x_train[va], "y_valid": data.y_train[va]}
 
