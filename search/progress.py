@@ -13,6 +13,17 @@ class Progress(Callback):
         self.best: tuple[float, str] | None = None
         self.done = 0
 
+    def __getstate__(self) -> dict:
+        """Tune pickles its callbacks with the experiment state; a log function is no state (and `print`
+        does not pickle once Ray Train has patched builtins.print in this process)."""
+        state = self.__dict__.copy()
+        state["log"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.log = self.log or print
+
     def _better(self, value: float) -> bool:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return False
