@@ -268,14 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         print(f"visionsweep {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"visionsweep {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # includes search.sweep.SweepInterrupted, whose message says how to resume
+        print(f"visionsweep {args.command}: {err or 'interrupted'}", file=sys.stderr)
         return 130
-    except Exception as err:
-        if type(err).__name__ == "SweepInterrupted":
-            print(f"visionsweep {args.command}: {err}", file=sys.stderr)
-            return 130
-        raise
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import yaml
 from datasets import DataError
 from trainables.config import TrainConfig
 
-SEARCHED = ("backbone", "max_lr", "aug", "image_size", "batch_size", "weight_decay", "freeze_epochs")
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def to_markdown(board: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_leaderboard(board: pd.DataFrame, sweep: str, *, metric: str, top_k: int) -> None:
+def write_leaderboard(board: pd.DataFrame, sweep: str, *, metric: str) -> None:
     st.write_text(st.join(sweep, "leaderboard.csv"), board.to_csv(index=False))
     st.write_text(st.join(sweep, "leaderboard.md"), f"# Leaderboard ({metric})\n\n" + to_markdown(board))
 

@@ -24,10 +24,10 @@ def report(sweep: str, *, out: Path | None = None, log=print) -> Path:
     out = Path(out or (sweep if not st.is_remote(sweep) else Path(info["search"]["name"]))) / "report"
     out.mkdir(parents=True, exist_ok=True)
     board, histories = sweep_leaderboard(sweep, with_histories=True)
-    write_leaderboard(board, sweep, metric=metric, top_k=top_k)
+    write_leaderboard(board, sweep, metric=metric)
     board.to_csv(out / "leaderboard.csv", index=False)
     files = ["leaderboard.csv"]
-    files.append(plot_best_vs_trial(board, histories, metric, mode, out / "best_vs_trial.png"))
+    files.append(plot_best_vs_trial(board, metric, mode, out / "best_vs_trial.png"))
     files.append(plot_top_curves(board, histories, metric, top_k, out / "learning_curves.png"))
     importance = param_importance(board, metric, mode, info["search"])
     if importance is not None:
@@ -46,7 +46,7 @@ def report(sweep: str, *, out: Path | None = None, log=print) -> Path:
     return out
 
 
-def plot_best_vs_trial(board, histories, metric, mode, path) -> str:
+def plot_best_vs_trial(board, metric, mode, path) -> str:
     order = board.sort_values("order")
     values = order[f"best_{metric}"].to_numpy(dtype=float)
     running = (np.fmax.accumulate if mode == "max" else np.fmin.accumulate)(np.where(np.isnan(values),

@@ -158,14 +158,14 @@ def share_cpus(cfg: TrainConfig, resources: dict) -> TrainConfig:
     return dataclasses.replace(cfg, cpus_per_worker=float(share)) if share > 1 else cfg
 
 
-def check_resources(cfg: TrainConfig, resources: dict, *, extra_cpus: float = 0.0) -> None:
+def check_resources(cfg: TrainConfig, resources: dict) -> None:
     """`--workers` beyond the cluster's GPUs/CPUs is a clear error, not a hang."""
     if cfg.use_gpu:
         have, need = resources.get("GPU", 0.0), cfg.workers * cfg.gpus_per_worker
         if need > have:
             raise DataError(f"--workers {cfg.workers} needs {need:g} GPU(s) but the Ray cluster has {have:g}; "
                             f"lower --workers, or add --cpu to train on CPUs")
-    have, need = resources.get("CPU", 0.0), cfg.workers * cfg.cpus_per_worker + extra_cpus
+    have, need = resources.get("CPU", 0.0), cfg.workers * cfg.cpus_per_worker
     if need > have:
         raise DataError(f"--workers {cfg.workers} needs {need:g} CPU(s) but the Ray cluster has {have:g}; "
                         f"lower --workers")
