@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datasets.augment import augment  # noqa: E402
+from visionsweep.datasets.augment import augment  # noqa: E402
 
 STRENGTH = 0.5
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # only as a typical backbone's config

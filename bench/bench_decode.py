@@ -27,8 +27,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from datasets import DatasetSpec  # noqa: E402
-from datasets.load import load_dataset  # noqa: E402
+from visionsweep.datasets import DatasetSpec  # noqa: E402
+from visionsweep.datasets.load import load_dataset  # noqa: E402
 
 
 def build_folder(root: Path, n: int, seed: int = 0) -> list[Path]:

@@ -70,8 +70,8 @@ def make_per_worker(out_dir: str):
         import torch
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
-        import trainables.ray_train as ray_train
-        import trainables.worker as worker
+        import visionsweep.trainables.ray_train as ray_train
+        import visionsweep.trainables.worker as worker
 
         marks["imports"] = time.time()
         real_build, real_prepare = worker.build_model, ray.train.torch.prepare_model
@@ -128,8 +128,8 @@ def wait_for_other_ray(wait_s: float) -> None:
 
 
 def one_fit(workers: int, run: int, *, arrays_ref, info, args, storage: Path) -> dict:
-    from trainables.config import TrainConfig
-    from trainables.ray_train import make_trainer
+    from visionsweep.trainables.config import TrainConfig
+    from visionsweep.trainables.ray_train import make_trainer
 
     cfg = TrainConfig(backbone="test_resnet", pretrained=False, workers=workers, epochs=args.epochs,
                       batch_size=args.batch, image_size=args.image_size, max_failures=0)
@@ -217,7 +217,7 @@ def main() -> None:
     wait_for_other_ray(args.wait_s)
     t = time.perf_counter()
     if args.init == "visionsweep":  # what `visionsweep train` does on a machine without RAY_ADDRESS
-        from trainables.ray_train import ensure_ray
+        from visionsweep.trainables.ray_train import ensure_ray
 
         ensure_ray(num_cpus=args.num_cpus)
         how = f"trainables.ray_train.ensure_ray(num_cpus={args.num_cpus})"

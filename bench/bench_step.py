@@ -58,7 +58,7 @@ def cpu_description() -> str:
 
 def print_header(title: str, *, device: torch.device, runs: str) -> None:
     """Hardware, software versions, git revision and the number of runs: what a benchmark claim names."""
-    from trainables.provenance import provenance
+    from visionsweep.trainables.provenance import provenance
 
     prov = provenance(str(device))
     v = prov["versions"]
@@ -127,9 +127,9 @@ class Visionsweep:
 
     def __init__(self, backbone: str, x: np.ndarray, y: np.ndarray, *, size: int, batch: int, aug: float,
                  device: torch.device, segments: int, steps_per_segment: int) -> None:
-        from trainables.config import TrainConfig
-        from trainables.loop import Batches, Runner, make_optimizer
-        from trainables.worker import DataInfo, build_model
+        from visionsweep.trainables.config import TrainConfig
+        from visionsweep.trainables.loop import Batches, Runner, make_optimizer
+        from visionsweep.trainables.worker import DataInfo, build_model
 
         self.device = device
         self.cfg = TrainConfig(backbone=backbone, pretrained=False, image_size=size, aug=aug, batch_size=batch,
@@ -144,7 +144,7 @@ class Visionsweep:
 
     def steps(self, order: np.ndarray, *, batch: int, n: int, seg: int) -> Iterator[None]:
         """fit()'s epoch body for n steps of epoch `seg` (one-cycle over cfg.epochs x per_epoch steps)."""
-        from trainables.loop import _set_hyper, schedule_at
+        from visionsweep.trainables.loop import _set_hyper, schedule_at
 
         cfg, device, runner, opt, train = self.cfg, self.device, self.runner, self.opt, self.train
         self.model.train()
@@ -178,7 +178,7 @@ def parse_config(text: str) -> tuple[str, int, int, int]:
 
 
 def bench_config(backbone: str, src: int, size: int, batch: int, *, args, device: torch.device) -> None:
-    from trainables.loop import train_shard
+    from visionsweep.trainables.loop import train_shard
 
     per_segment = args.warmup + args.steps
     n = per_segment * batch  # every step a fresh batch, no wrap-around, as within one epoch of fit

@@ -28,13 +28,13 @@ def main() -> None:
     import ray
     from ray import tune
 
-    from datasets.load import load_dataset
-    from datasets.spec import spec_from_dict
+    from visionsweep.datasets.load import load_dataset
+    from visionsweep.datasets.spec import spec_from_dict
     from digits import digits_csv_folder
-    from search.config import SearchConfig
-    from search.sweep import run_sweep
-    from trainables.provenance import provenance
-    from trainables.ray_train import ensure_ray
+    from visionsweep.search.config import SearchConfig
+    from visionsweep.search.sweep import run_sweep
+    from visionsweep.trainables.provenance import provenance
+    from visionsweep.trainables.ray_train import ensure_ray
 
     prov = provenance()
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")

@@ -51,7 +51,7 @@ def digits_rgb(source_px: int) -> tuple[np.ndarray, np.ndarray]:
 
 def subset_arrays(x: np.ndarray, y: np.ndarray, n: int, *, valid_pct: float) -> dict[str, np.ndarray]:
     """A stratified subset of n images (seed 0), split into train/valid by visionsweep's stratified holdout."""
-    from datasets.split import stratified_split
+    from visionsweep.datasets.split import stratified_split
 
     if n < len(y):
         from sklearn.model_selection import train_test_split
@@ -78,8 +78,8 @@ def lite0_weights() -> str:
 
 def train_once(arrays: dict, *, pretrained: bool, seed: int, args, device: torch.device) -> tuple[list[dict], float]:
     """(history, seconds) of one run through trainables.worker.run_worker."""
-    from trainables.config import TrainConfig
-    from trainables.worker import DataInfo, run_worker
+    from visionsweep.trainables.config import TrainConfig
+    from visionsweep.trainables.worker import DataInfo, run_worker
 
     cfg = TrainConfig(backbone="tf_efficientnet_lite0", pretrained=pretrained,
                       weights=lite0_weights() if pretrained else None, epochs=args.epochs, batch_size=args.batch,

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from datasets.errors import DataError
-from datasets.split import stratified_split
+from visionsweep.datasets.errors import DataError
+from visionsweep.datasets.split import stratified_split
 
 MARKER = ".visionsweep-demo.json"
 DEMO_VERSION = 1

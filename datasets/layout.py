@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from datasets.errors import DataError, bullet_list
-from datasets.spec import DatasetSpec
+from visionsweep.datasets.errors import DataError, bullet_list
+from visionsweep.datasets.spec import DatasetSpec
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 # Binary label pairs whose positive member is not in doubt.

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datasets.errors import DataError, bullet_list
-from datasets.images import decode_all, probe_all
-from datasets.layout import Listing, _rel, list_dataset, positive_class
-from datasets.spec import DatasetSpec
-from datasets.submission import SubmissionFormat, submission_format
+from visionsweep.datasets.errors import DataError, bullet_list
+from visionsweep.datasets.images import decode_all, probe_all
+from visionsweep.datasets.layout import Listing, _rel, list_dataset, positive_class
+from visionsweep.datasets.spec import DatasetSpec
+from visionsweep.datasets.submission import SubmissionFormat, submission_format
 
 CACHE_VERSION = 1
 

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets.errors import DataError
+from visionsweep.datasets.errors import DataError
 
 LAYOUTS = ("auto", "csv", "folders", "filenames")
 RESIZE_METHODS = ("crop", "squish")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets.errors import DataError
+from visionsweep.datasets.errors import DataError
 
 
 def stratified_split(labels: np.ndarray, *, valid_pct: float, seed: int,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datasets.errors import DataError
+from visionsweep.datasets.errors import DataError
 
 KINDS = ("probability", "label", "per_class")
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from datasets import DataError, spec_from_dict
+from visionsweep.datasets import DataError, spec_from_dict
 
 EXIT_BAD_INPUT = 2
 
@@ -53,7 +53,7 @@ def spec_from_args(args: argparse.Namespace, base: dict | None = None):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from datasets.load import format_summary, load_dataset
+    from visionsweep.datasets.load import format_summary, load_dataset
 
     data = load_dataset(spec_from_args(args))
     print(format_summary(data.summary))
@@ -61,7 +61,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from search.demo import run_demo
+    from visionsweep.search.demo import run_demo
 
     run_demo(args.out, trials=args.trials, epochs=args.epochs)
     return 0
@@ -92,7 +92,7 @@ _TRAIN_FLAGS = ("backbone", "max_lr", "epochs", "freeze_epochs", "batch_size", "
 
 
 def train_config_from_args(args: argparse.Namespace, base: dict | None = None):
-    from trainables.config import config_from_dict
+    from visionsweep.trainables.config import config_from_dict
 
     values = dict(base or {})
     values.update({k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k, None) is not None})
@@ -105,7 +105,7 @@ def _gpus_available() -> bool:
     import os
 
     if os.environ.get("RAY_ADDRESS"):  # a cluster: its workers may have GPUs the driver lacks
-        from trainables.ray_train import ensure_ray
+        from visionsweep.trainables.ray_train import ensure_ray
 
         return ensure_ray().get("GPU", 0) > 0
     import torch
@@ -114,8 +114,8 @@ def _gpus_available() -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from datasets.load import load_dataset
-    from trainables.ray_train import run_training
+    from visionsweep.datasets.load import load_dataset
+    from visionsweep.trainables.ray_train import run_training
 
     spec = spec_from_args(args)
     cfg = train_config_from_args(args)
@@ -126,8 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from datasets.load import load_dataset
-    from trainables.ray_train import run_lr_find_job
+    from visionsweep.datasets.load import load_dataset
+    from visionsweep.trainables.ray_train import run_lr_find_job
 
     spec = spec_from_args(args)
     cfg = train_config_from_args(args)
@@ -143,7 +143,7 @@ _SWEEP_FLAGS = {"name": "name", "storage": "storage", "trials": "trials", "epoch
 
 def search_config_from_args(args: argparse.Namespace):
     """YAML first, then flags on top (flags win); the YAML's data: section feeds the DatasetSpec."""
-    from search.config import load_yaml, search_config_from_dict
+    from visionsweep.search.config import load_yaml, search_config_from_dict
 
     values = load_yaml(args.config) if args.config else {}
     for flag, key in _SWEEP_FLAGS.items():
@@ -166,8 +166,8 @@ def search_config_from_args(args: argparse.Namespace):
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from datasets.load import load_dataset
-    from search.sweep import run_sweep
+    from visionsweep.datasets.load import load_dataset
+    from visionsweep.search.sweep import run_sweep
 
     sc, spec = search_config_from_args(args)
     data = load_dataset(spec)
@@ -176,8 +176,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from datasets.load import load_dataset
-    from search.predict import predict, sweep_spec
+    from visionsweep.datasets.load import load_dataset
+    from visionsweep.search.predict import predict, sweep_spec
 
     spec = spec_from_args(args, base=sweep_spec(str(args.source)))
     predict(source=str(args.source), data=load_dataset(spec), out=args.out, top_k=args.top_k, tta=args.tta,
@@ -186,7 +186,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from search.report import report
+    from visionsweep.search.report import report
 
     report(str(args.sweep), out=args.out)
     return 0

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from datasets import DataError
-from trainables.config import TrainConfig
+from visionsweep.datasets import DataError
+from visionsweep.trainables.config import TrainConfig
 
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from datasets.demo import build_demo
-from datasets.load import format_summary, load_dataset
-from datasets.spec import spec_from_dict
-from search.config import SearchConfig
-from search.predict import predict
-from search.report import report
-from search.sweep import run_sweep
+from visionsweep.datasets.demo import build_demo
+from visionsweep.datasets.load import format_summary, load_dataset
+from visionsweep.datasets.spec import spec_from_dict
+from visionsweep.search.config import SearchConfig
+from visionsweep.search.predict import predict
+from visionsweep.search.report import report
+from visionsweep.search.sweep import run_sweep
 
 # Digits are 8x8 grayscale strokes, nothing like ImageNet photos, and the demo must run offline: it trains
 # from scratch, small, on 2 CPU cores in a few minutes. Real competitions use pretrained backbones.

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from datasets import DataError
-from search import storage as st
-from search.space import flat_params
+from visionsweep.datasets import DataError
+from visionsweep.search import storage as st
+from visionsweep.search.space import flat_params
 
 PARAMS = ("backbone", "max_lr", "aug", "image_size", "batch_size", "weight_decay", "freeze_epochs")
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datasets import DataError
-from datasets.load import LoadedData
-from datasets.submission import write_submission
-from search import storage as st
-from search.leaderboard import sweep_leaderboard
-from search.sweep import SWEEP_MARKER
+from visionsweep.datasets import DataError
+from visionsweep.datasets.load import LoadedData
+from visionsweep.datasets.submission import write_submission
+from visionsweep.search import storage as st
+from visionsweep.search.leaderboard import sweep_leaderboard
+from visionsweep.search.sweep import SWEEP_MARKER
 
 
 def resolve_sources(source: str, *, top_k: int) -> list[tuple[str, object]]:
@@ -56,7 +56,7 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
             log=print) -> pd.DataFrame:
     import torch
 
-    from trainables.inference import load_for_inference, predict_probs
+    from visionsweep.trainables.inference import load_for_inference, predict_probs
 
     out = Path(out).expanduser().resolve()
     if out.exists() and not overwrite:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datasets import DataError
-from search import storage as st
-from search.leaderboard import sweep_leaderboard, write_leaderboard
-from search.sweep import SWEEP_MARKER
-from trainables.plots import plot_lr_find, plt
+from visionsweep.datasets import DataError
+from visionsweep.search import storage as st
+from visionsweep.search.leaderboard import sweep_leaderboard, write_leaderboard
+from visionsweep.search.sweep import SWEEP_MARKER
+from visionsweep.trainables.plots import plot_lr_find, plt
 
 
 def report(sweep: str, *, out: Path | None = None, log=print) -> Path:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from search.config import SearchConfig
-from trainables.config import TrainConfig, config_from_dict
+from visionsweep.search.config import SearchConfig
+from visionsweep.trainables.config import TrainConfig, config_from_dict
 
 
 def define_space(trial, sc: SearchConfig) -> None:

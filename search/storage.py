@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from datasets import DataError
+from visionsweep.datasets import DataError
 
 
 def is_remote(uri: str) -> bool:

@@ -42,10 +42,12 @@ def ray_cluster():
 
     import ray
 
-    from trainables.ray_train import TRIAL_RESOURCE, WORKER_ENV
+    from visionsweep.trainables.ray_train import TRIAL_RESOURCE, WORKER_ENV
 
     port, dash = _free_port(), _free_port()
     ray_bin = Path(sys.executable).parent / "ray"
+    if not (Path.home() / ".ray" / "auth_token").exists():  # a fresh machine: `ray start` in token mode needs one
+        subprocess.run([str(ray_bin), "get-auth-token", "--generate"], check=True, capture_output=True)
     head = subprocess.Popen(
         [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
          f'--resources={{"{TRIAL_RESOURCE}": 1}}', "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
@@ -76,7 +78,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:
-    from datasets.demo import build_demo
+    from visionsweep.datasets.demo import build_demo
 
     return build_demo(tmp_path_factory.mktemp("demo") / "vsd")
 
@@ -84,5 +86,5 @@ def demo_data(tmp_path_factory) -> Path:
 def run_cli(*args, env: dict | None = None, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:
     """The real `visionsweep` command in a subprocess."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "search.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "visionsweep.search.cli", *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)

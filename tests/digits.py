@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables.worker import DataInfo
+from visionsweep.trainables.worker import DataInfo
 
 
 def digits_arrays(*, classes=(0, 1), size: int = 16, per_class: int | None = None, valid_pct: float = 0.25,

@@ -131,7 +131,7 @@ def snapshot(root: Path) -> dict[str, str]:
 def cli(*args: str, cwd: Path, cache: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed `visionsweep` command line in a subprocess, as a user would."""
     exe = Path(sys.executable).parent / "visionsweep"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "search.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "visionsweep.search.cli"]
     env = dict(os.environ)
     if cache is not None:
         env["VISIONSWEEP_CACHE"] = str(cache)
@@ -168,8 +168,8 @@ def _check_child(roots: list[str], cache: str, uid: int, conn) -> None:
 
     from PIL import Image
 
-    import datasets.load  # noqa: F401  (imported while still readable)
-    import search.cli
+    import visionsweep.datasets.load  # noqa: F401  (imported while still readable)
+    import visionsweep.search.cli
 
     Image.init()
     results = []
@@ -185,7 +185,7 @@ def _check_child(roots: list[str], cache: str, uid: int, conn) -> None:
         err, code = io.StringIO(), 99
         try:
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-                code = search.cli.main(["check", root])
+                code = visionsweep.search.cli.main(["check", root])
         except BaseException:
             err.write(traceback.format_exc())
         results.append((code, err.getvalue()))

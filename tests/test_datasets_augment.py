@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.augment import AugmentLimits, augment, prepare
+from visionsweep.datasets.augment import AugmentLimits, augment, prepare
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 MEAN, STD = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)  # deliberately not ImageNet's

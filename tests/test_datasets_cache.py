@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-import datasets.load
-from datasets import DataError, DatasetSpec
-from datasets.load import load_dataset
+import visionsweep.datasets.load
+from visionsweep.datasets import DataError, DatasetSpec
+from visionsweep.datasets.load import load_dataset
 from imagefolders import csv_dataset, folders_dataset, snapshot, write_image
 
 
@@ -21,8 +21,8 @@ def _load(root, cache, **kw):
 def _forbid_decoding(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded although the cache should have been hit")
-    monkeypatch.setattr(datasets.load, "decode_all", boom)
-    monkeypatch.setattr(datasets.load, "probe_all", boom)
+    monkeypatch.setattr(visionsweep.datasets.load, "decode_all", boom)
+    monkeypatch.setattr(visionsweep.datasets.load, "probe_all", boom)
 
 
 def test_second_load_decodes_nothing(tmp_path, monkeypatch):

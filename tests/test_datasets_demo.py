@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from datasets import DataError, DatasetSpec
-from datasets.demo import build_demo
-from datasets.load import load_dataset
+from visionsweep.datasets import DataError, DatasetSpec
+from visionsweep.datasets.demo import build_demo
+from visionsweep.datasets.load import load_dataset
 from imagefolders import cli, snapshot
 
 

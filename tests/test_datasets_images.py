@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets import DatasetSpec
-from datasets.images import decode, probe, to_rgb
-from datasets.load import format_summary, load_dataset
+from visionsweep.datasets import DatasetSpec
+from visionsweep.datasets.images import decode, probe, to_rgb
+from visionsweep.datasets.load import format_summary, load_dataset
 from imagefolders import pattern, write_image
 
 
@@ -127,7 +127,7 @@ def test_probe_does_not_decode_and_reports_problems(tmp_path):
 def test_large_allowed_images_decode_quietly_and_filters_are_restored(tmp_path, monkeypatch):
     import warnings
 
-    from datasets.images import decode_all, probe_all
+    from visionsweep.datasets.images import decode_all, probe_all
 
     paths = [write_image(tmp_path / f"{i}.png", seed=i) for i in range(6)]
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # 256 px: above the warning line, below the error line

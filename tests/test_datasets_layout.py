@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from datasets import DataError, DatasetSpec, spec_from_dict
-from datasets.layout import detect_layout, list_dataset
-from datasets.load import load_dataset
+from visionsweep.datasets import DataError, DatasetSpec, spec_from_dict
+from visionsweep.datasets.layout import detect_layout, list_dataset
+from visionsweep.datasets.load import load_dataset
 from imagefolders import cli, csv_dataset, filenames_dataset, folders_dataset, read_lines, write_image
 
 

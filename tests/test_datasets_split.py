@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datasets import DataError
-from datasets.split import stratified_split
+from visionsweep.datasets import DataError
+from visionsweep.datasets.split import stratified_split
 
 LABELS = np.array([0] * 50 + [1] * 7 + [2] * 23 + [3] * 2)
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datasets import DataError, DatasetSpec
-from datasets.layout import positive_class
-from datasets.load import load_dataset
-from datasets.submission import submission_format, write_submission
+from visionsweep.datasets import DataError, DatasetSpec
+from visionsweep.datasets.layout import positive_class
+from visionsweep.datasets.load import load_dataset
+from visionsweep.datasets.submission import submission_format, write_submission
 from imagefolders import csv_dataset, filenames_dataset, folders_dataset, read_lines, write_image
 
 

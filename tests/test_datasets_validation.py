@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
-from datasets import DataError, DatasetSpec
-from datasets.load import load_dataset
+from visionsweep.datasets import DataError, DatasetSpec
+from visionsweep.datasets.load import load_dataset
 from imagefolders import (check_as_user, cli, csv_dataset, filenames_dataset, folders_dataset, read_lines,
                           snapshot, write_image)
 

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-import datasets
+import visionsweep.datasets
 
 
 def test_datasets_is_this_project():
-    assert Path(datasets.__file__).parent.parent == Path(__file__).parent.parent
-    assert hasattr(datasets, "DatasetSpec")
+    assert Path(visionsweep.datasets.__file__).parent.parent == Path(__file__).parent.parent
+    assert hasattr(visionsweep.datasets, "DatasetSpec")

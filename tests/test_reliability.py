@@ -14,12 +14,12 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
-from trainables.checkpoint import read_meta, read_train_state
-from trainables.ray_train import tighten_token_file
+from visionsweep.trainables.checkpoint import read_meta, read_train_state
+from visionsweep.trainables.ray_train import tighten_token_file
 
 WRITER = """
 import sys, timm, torch
-from trainables.checkpoint import write_checkpoint
+from visionsweep.trainables.checkpoint import write_checkpoint
 model = timm.create_model("resnet50", pretrained=False)   # ~100 MB of weights: each write takes a while
 opt = torch.optim.AdamW(model.parameters())
 print("ready", flush=True)

@@ -1,6 +1,7 @@
 """A sweep submitted as a Ray job through the Jobs API of a `ray start --head` cluster, as on a real cluster."""
 
 import os
+import subprocess
 import sys
 import time
 
@@ -25,12 +26,17 @@ def test_sweep_as_a_ray_job_succeeds_and_leaves_results_in_storage(ray_cluster, 
 
     data = digits_csv_folder(tmp_path / "c" / "data")
     storage = tmp_path / "sweeps"
+    # As the README ships the current code to a cluster: a wheel in the job's py_modules.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("visionsweep-*.whl"))
     client = JobSubmissionClient(os.environ["VISIONSWEEP_TEST_DASHBOARD"])  # adds the token (RAY_AUTH_MODE=token)
-    entrypoint = (f"{sys.executable} -m search.cli sweep {data} --name job1 --storage {storage} --trials 2 "
+    entrypoint = (f"{sys.executable} -c 'import visionsweep; print(\"visionsweep from\", visionsweep.__file__)' && "
+                  f"{sys.executable} -m visionsweep sweep {data} --name job1 --storage {storage} --trials 2 "
                   f"--epochs 1 --backbones test_resnet --image-size 16 --batch-size 32 --no-pretrained --cpu")
     for attempt in range(30):  # the head's job agent may still be starting: "No available agent ... try again"
         try:
-            job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(ROOT)})  # --working-dir .
+            job = client.submit_job(entrypoint=entrypoint, runtime_env={"py_modules": [str(wheel)]})
             break
         except RuntimeError as err:
             if "try again" not in str(err) or attempt == 29:
@@ -43,5 +49,7 @@ def test_sweep_as_a_ray_job_succeeds_and_leaves_results_in_storage(ray_cluster, 
     logs = client.get_job_logs(job)
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
     assert "leaderboard (auc" in logs
+    shipped = next(line for line in logs.splitlines() if line.startswith("visionsweep from"))
+    assert "runtime_resources" in shipped and str(ROOT) not in shipped, shipped  # the job ran the shipped wheel
     board = pd.read_csv(storage / "job1" / "leaderboard.csv")
     assert len(board) == 2 and board["best_auc"].notna().all()

@@ -22,7 +22,7 @@ class Sweep:
     """`visionsweep sweep` in a subprocess, its output collected line by line."""
 
     def __init__(self, args):
-        self.proc = subprocess.Popen([sys.executable, "-m", "search.cli", *map(str, args)], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "visionsweep.search.cli", *map(str, args)], cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),

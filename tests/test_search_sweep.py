@@ -6,15 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from datasets import DataError
-from datasets.load import load_dataset
-from datasets.spec import spec_from_dict
-from search.config import SearchConfig
-from search.predict import predict, resolve_sources
-from search.report import report
-from search.sweep import run_sweep
-from trainables.inference import load_for_inference, predict_probs, tta_transforms
-from trainables.loop import Task
+from visionsweep.datasets import DataError
+from visionsweep.datasets.load import load_dataset
+from visionsweep.datasets.spec import spec_from_dict
+from visionsweep.search.config import SearchConfig
+from visionsweep.search.predict import predict, resolve_sources
+from visionsweep.search.report import report
+from visionsweep.search.sweep import run_sweep
+from visionsweep.trainables.inference import load_for_inference, predict_probs, tta_transforms
+from visionsweep.trainables.loop import Task
 
 from digits import digits_csv_folder
 

@@ -9,11 +9,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from trainables.checkpoint import read_meta
-from trainables.config import TrainConfig
-from trainables.loop import Batches, Dist, Runner, evaluate, unwrap
-from trainables.lr_find import lr_find
-from trainables.worker import build_model, run_worker
+from visionsweep.trainables.checkpoint import read_meta
+from visionsweep.trainables.config import TrainConfig
+from visionsweep.trainables.loop import Batches, Dist, Runner, evaluate, unwrap
+from visionsweep.trainables.lr_find import lr_find
+from visionsweep.trainables.worker import build_model, run_worker
 
 from digits import digits_arrays
 
@@ -112,7 +112,7 @@ def _ddp_worker(rank, world, port, arrays, info, out):
         model, task, _, _ = build_model(cfg, info, device=CPU)
         ddp = torch.nn.parallel.DistributedDataParallel(model)
         reported = []
-        from trainables.loop import fit
+        from visionsweep.trainables.loop import fit
 
         fit(ddp, cfg=cfg, task=task, train=Batches(arrays["x_train"], arrays["y_train"], CPU),
             valid=Batches(arrays["x_valid"], arrays["y_valid"], CPU), device=CPU,

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_cli
-from datasets import DataError
-from trainables.config import TrainConfig
-from trainables.ray_train import check_resources
+from visionsweep.datasets import DataError
+from visionsweep.trainables.config import TrainConfig
+from visionsweep.trainables.ray_train import check_resources
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def test_train_survives_a_killed_worker_and_writes_the_run(ray_cluster, demo_dat
     """SIGKILL one of two DDP workers mid-run: the worker group restarts from the latest checkpoint
     (FailureConfig) and the run ends with every epoch exactly once."""
     out = tmp_path / "r1"
-    cmd = [sys.executable, "-m", "search.cli", "train", demo_data, *TINY, "--image-size", "64", "--epochs", "5",
+    cmd = [sys.executable, "-m", "visionsweep.search.cli", "train", demo_data, *TINY, "--image-size", "64", "--epochs", "5",
            "--workers", "2", "--out", out]
     proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=ROOT, env={**os.environ, "RAY_ADDRESS": ray_cluster})
@@ -102,7 +102,7 @@ def test_bad_training_flags_exit_2_before_any_work(demo_data, tmp_path, flags, m
 
 def test_a_lone_cpu_run_gets_an_equal_share_of_the_cpus():
     """Ray sets OMP_NUM_THREADS from a worker's CPUs: 1 CPU per worker left cores idle (bench: 0.6x)."""
-    from trainables.ray_train import share_cpus
+    from visionsweep.trainables.ray_train import share_cpus
 
     assert share_cpus(TrainConfig(workers=1), {"CPU": 4.0}).cpus_per_worker == 4.0
     assert share_cpus(TrainConfig(workers=2), {"CPU": 4.0}).cpus_per_worker == 2.0

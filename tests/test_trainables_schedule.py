@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from trainables.config import TrainConfig
-from trainables.loop import schedule_at
-from trainables.schedule import one_cycle
+from visionsweep.trainables.config import TrainConfig
+from visionsweep.trainables.loop import schedule_at
+from visionsweep.trainables.schedule import one_cycle
 
 
 def test_one_cycle_shape_matches_fastai():

@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from datasets import DataError
-from datasets.augment import prepare
-from trainables.checkpoint import read_train_state, write_checkpoint
-from trainables.model import check_backbone, create_model, data_config, load_weights
+from visionsweep.datasets import DataError
+from visionsweep.datasets.augment import prepare
+from visionsweep.trainables.checkpoint import read_train_state, write_checkpoint
+from visionsweep.trainables.model import check_backbone, create_model, data_config, load_weights
 
 
 def _lite0_file():
@@ -96,7 +96,7 @@ def test_unknown_backbone_suggests_close_names():
 
 
 def test_offline_without_weights_warns_loudly_and_uses_random_init(monkeypatch):
-    import trainables.model as m
+    import visionsweep.trainables.model as m
 
     monkeypatch.setattr(m, "HUB_HOST", "hub.invalid")  # resolves nowhere, like a machine without internet
     logs = []

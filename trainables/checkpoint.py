@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from datasets import DataError
+from visionsweep.datasets import DataError
 
 WEIGHTS, META, STATE = "model.safetensors", "meta.json", "train_state.pt"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from datasets import DataError
+from visionsweep.datasets import DataError
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.checkpoint import load_weights_into, read_meta
-from trainables.loop import Batches, Runner, Task
-from trainables.model import create_model
+from visionsweep.trainables.checkpoint import load_weights_into, read_meta
+from visionsweep.trainables.loop import Batches, Runner, Task
+from visionsweep.trainables.model import create_model
 
 
 def load_for_inference(directory: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict, Task]:

@@ -14,11 +14,11 @@ import torch.distributed as torch_dist
 import torch.nn.functional as F
 from torch import nn
 
-from datasets.augment import augment, prepare
-from trainables.config import TrainConfig
-from trainables.metrics import classification_metrics
-from trainables.model import head_prefix, is_head_key
-from trainables.schedule import one_cycle
+from visionsweep.datasets.augment import augment, prepare
+from visionsweep.trainables.config import TrainConfig
+from visionsweep.trainables.metrics import classification_metrics
+from visionsweep.trainables.model import head_prefix, is_head_key
+from visionsweep.trainables.schedule import one_cycle
 
 # Keep the whole uint8 dataset on the GPU when it takes less than this share of free memory:
 # then a batch is one index op on the device, and the GPU never waits for the host.

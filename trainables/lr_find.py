@@ -8,8 +8,8 @@ import math
 import numpy as np
 import torch
 
-from trainables.loop import Batches, Dist, Runner, make_optimizer, train_shard, unwrap
-from trainables.plots import smooth
+from visionsweep.trainables.loop import Batches, Dist, Runner, make_optimizer, train_shard, unwrap
+from visionsweep.trainables.plots import smooth
 
 SKIP_START, SKIP_END = 10, 5  # fastai ignores the noisy first and the diverging last points
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from datasets import DataError
+from visionsweep.datasets import DataError
 
 HUB_HOST = "huggingface.co"
 # timm (with torchvision, ~2 s) is imported inside the functions: the Tune trial actor and the Train

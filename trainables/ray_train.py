@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets import DataError
-from datasets.load import LoadedData
-from datasets.split import stratified_split
-from trainables.checkpoint import export_checkpoint, read_meta
-from trainables.config import TrainConfig, resolve_metric
-from trainables.model import check_image_size
-from trainables.worker import DataInfo
+from visionsweep.datasets import DataError
+from visionsweep.datasets.load import LoadedData
+from visionsweep.datasets.split import stratified_split
+from visionsweep.trainables.checkpoint import export_checkpoint, read_meta
+from visionsweep.trainables.config import TrainConfig, resolve_metric
+from visionsweep.trainables.model import check_image_size
+from visionsweep.trainables.worker import DataInfo
 
 RUN_MARKER = "config.json"
 
@@ -67,7 +67,7 @@ def train_loop_per_worker(config: dict) -> None:
         f"{cfg.total_epochs} epochs, {ctx.get_world_size()} worker(s)")
     run = dict(cfg=cfg, info=info, arrays=arrays, device=ray.train.torch.get_device(),
                prepare_model=ray.train.torch.prepare_model, report=report, log=log)
-    from trainables.worker import run_worker
+    from visionsweep.trainables.worker import run_worker
 
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -82,7 +82,7 @@ def lr_find_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from trainables.worker import run_lr_find
+    from visionsweep.trainables.worker import run_lr_find
 
     rank = ray.train.get_context().get_world_rank()
     result = run_lr_find(TrainConfig(**config["train"]), DataInfo(**config["info"]), ray.get(config["arrays"]),
@@ -265,7 +265,7 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
     """`visionsweep lr-find`: the curve over cfg.workers DDP workers, a plot, and lr_find.json beside it."""
     import ray
 
-    from trainables.plots import plot_lr_find
+    from visionsweep.trainables.plots import plot_lr_find
 
     out_png = Path(out_png).expanduser().resolve()
     check_image_size(cfg.backbone, cfg.image_size, data.num_classes)
@@ -293,7 +293,7 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
 
 def export_run(out_dir: Path, *, metric: str, mode: str, log=print) -> RunOutcome:
     """best/ and final/ checkpoints, metrics.csv and learning_curve.png from Train's record of the run."""
-    from trainables.plots import plot_learning_curve
+    from visionsweep.trainables.plots import plot_learning_curve
 
     best, latest = best_and_latest(out_dir / "ray", "train", metric, mode)
     with latest.as_directory() as d:

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.checkpoint import load_weights_into, read_meta, read_train_state, write_checkpoint
-from trainables.config import TrainConfig, resolve_metric
-from trainables.loop import Batches, ReportFn, Runner, Task, fit
-from trainables.model import create_model, data_config
-from trainables.provenance import provenance
+from visionsweep.trainables.checkpoint import load_weights_into, read_meta, read_train_state, write_checkpoint
+from visionsweep.trainables.config import TrainConfig, resolve_metric
+from visionsweep.trainables.loop import Batches, ReportFn, Runner, Task, fit
+from visionsweep.trainables.model import create_model, data_config
+from visionsweep.trainables.provenance import provenance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ def run_worker(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], 
 
 def run_lr_find(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], *, device: torch.device,
                 prepare_model: Callable[[nn.Module], nn.Module], log: Callable[[str], None] = print) -> dict:
-    from trainables.lr_find import lr_find
+    from visionsweep.trainables.lr_find import lr_find
 
     model, task, _, _ = build_model(cfg, info, device=device, log=log)
     runner = Runner(prepare_model(model), task, device, label_smoothing=cfg.label_smoothing)

@@ -1,0 +1,5 @@
+"""`python -m visionsweep ...` is the `visionsweep` command."""
+
+from visionsweep.search.cli import main
+
+raise SystemExit(main())
