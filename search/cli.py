@@ -138,7 +138,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 _SWEEP_FLAGS = {"name": "name", "storage": "storage", "trials": "trials", "epochs": "epochs",
                 "workers_per_trial": "workers_per_trial", "gpus_per_trial": "gpus_per_trial", "metric": "metric",
-                "time_budget": "time_budget", "max_concurrent": "max_concurrent", "top_k": "top_k"}
+                "time_budget": "time_budget", "max_concurrent": "max_concurrent", "top_k": "top_k",
+                "searcher": "searcher", "early_stopping": "early_stopping"}
 
 
 def search_config_from_args(args: argparse.Namespace):
@@ -230,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--time-budget", type=float, help="seconds; no new trials after it")
     g.add_argument("--max-concurrent", type=int, help="trials at once (default: what the cluster fits)")
     g.add_argument("--top-k", type=int, help="leaderboard rows to highlight / predict's default ensemble")
+    g.add_argument("--searcher", choices=["tpe", "random"], help="Optuna sampler (default tpe; trial 1 is always "
+                                                                 "the fastai recipe)")
+    g.add_argument("--early-stopping", choices=["asha", "none"],
+                   help="asha (default): successive halving at rungs 1, 2, 4 .. epochs, the one-cycle restarting at "
+                        "each rung; none: every trial runs all epochs")
     g.add_argument("--resume", action="store_true", help="continue an interrupted sweep of this --name")
     g = p.add_argument_group("fixed for every trial (also train: in --config)")
     g.add_argument("--image-size", type=int, help="model input px (default: each backbone's pretrained size)")

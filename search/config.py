@@ -34,8 +34,13 @@ class SearchConfig:
     max_concurrent: int | None = None            # None: what the cluster's resources allow
     metric: str = "auto"                         # auto (auc binary, else accuracy) | accuracy | auc | log_loss | valid_loss | error_rate
     time_budget: float | None = None             # seconds; no new trials after it
-    grace_period: int = 1                        # ASHA: epochs before a trial can be stopped
-    reduction_factor: int = 2                    # ASHA: keep 1/reduction_factor at each rung
+    searcher: str = "tpe"                        # tpe (Optuna's TPE, multivariate) | random (Optuna's RandomSampler)
+    early_stopping: str = "asha"                 # asha (successive halving at rungs) | none (every trial runs all epochs)
+    grace_period: int | None = None              # ASHA: epochs before a trial can be stopped; None = 1
+    reduction_factor: int | None = None          # ASHA: keep 1/reduction_factor at each rung; None = 2 (<= 8 epochs), else 3
+    restart_at_rungs: bool = True                # with asha, one-cycle restarts at every rung (an annealed model is judged)
+    recipe_first: bool = True                    # trial 1 is the fastai recipe (first backbone, max LR 3e-3 or 1e-3 pretrained)
+    weights: dict = field(default_factory=dict)  # backbone -> weights file (safetensors / state dict); such backbones go first
     seed: int = 0                                # Optuna TPE sampler seed
     top_k: int = 3                               # leaderboard and predict's default ensemble size
     train: dict = field(default_factory=dict)    # fixed TrainConfig fields for every trial (image_size, batch_size, ...)
@@ -60,7 +65,11 @@ class SearchConfig:
              f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}"),
             (self.max_concurrent is None or self.max_concurrent >= 1, "--max-concurrent must be >= 1"),
             (self.time_budget is None or self.time_budget > 0, f"--time-budget must be > 0 s, got {self.time_budget}"),
-            (self.grace_period >= 1 and self.reduction_factor >= 2, "grace_period >= 1 and reduction_factor >= 2"),
+            (self.searcher in SEARCHERS, f"--searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}"),
+            (self.early_stopping in EARLY_STOPPING,
+             f"--early-stopping must be one of {', '.join(EARLY_STOPPING)}, got {self.early_stopping!r}"),
+            ((self.grace_period or 1) >= 1 and (self.reduction_factor or 2) >= 2,
+             f"grace_period must be >= 1 and reduction_factor >= 2, got {self.grace_period} and {self.reduction_factor}"),
             (self.top_k >= 1, f"--top-k must be >= 1, got {self.top_k}"),
         ]
         for ok, message in checks:
@@ -71,6 +80,9 @@ class SearchConfig:
                 raise DataError(f"lr_ranges[{backbone}] must be [lo, hi] with 0 < lo <= hi, got {rng}")
         if self.weight_decay_range is not None and not _is_range(self.weight_decay_range, positive=True):
             raise DataError(f"weight_decay_range must be [lo, hi] with 0 < lo <= hi, got {self.weight_decay_range}")
+        for backbone, path in self.weights.items():
+            if not Path(str(path)).expanduser().is_file():
+                raise DataError(f"weights[{backbone}]: {path} is not a file; give a safetensors or state-dict file")
         gpus = self.gpus_per_trial
         if gpus and gpus < self.workers_per_trial and self.workers_per_trial > 1:
             raise DataError(f"--gpus-per-trial {gpus:g} with --workers-per-trial {self.workers_per_trial}: a fraction "
@@ -91,6 +103,21 @@ class SearchConfig:
         out += ["freeze_epochs"] if self.freeze_epochs else []
         return out
 
+    @property
+    def asha(self) -> tuple[int, int]:
+        """(grace period, reduction factor): explicit values, else derived from the epochs. Rungs at 1, 2, 4
+        epochs for short runs; longer runs halve less often (factor 3) so each restart cycle stays long."""
+        return self.grace_period or 1, self.reduction_factor or (2 if self.epochs <= 8 else 3)
+
+    def rungs(self) -> tuple[int, ...]:
+        """The epochs at which ASHA compares trials (empty without early stopping): ASHA's own milestones,
+        min_t * rf**k for k < int(log(max_t / min_t) / log(rf) + 1), those short of max_t."""
+        if self.early_stopping != "asha":
+            return ()
+        grace, rf = self.asha
+        count = int(math.log(self.epochs / grace) / math.log(rf) + 1) if self.epochs >= grace else 0
+        return tuple(r for r in (grace * rf ** k for k in range(count)) if r < self.epochs)
+
     def lr_range_for(self, backbone: str) -> tuple[float, float]:
         lo, hi = self.lr_ranges.get(backbone, self.lr_range)
         return float(lo), float(hi)
@@ -99,6 +126,10 @@ class SearchConfig:
         if self.gpus_per_trial is None:
             return 1.0 if cluster_gpus > 0 else 0.0
         return self.gpus_per_trial / self.workers_per_trial
+
+
+SEARCHERS = ("tpe", "random")
+EARLY_STOPPING = ("asha", "none")
 
 
 def _is_range(value, *, positive: bool = False) -> bool:

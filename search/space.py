@@ -30,11 +30,53 @@ def flat_params(config: dict) -> dict:
     return out
 
 
-def trial_train_config(sc: SearchConfig, config: dict, *, use_gpu: bool, gpus_per_worker: float) -> TrainConfig:
-    """Fixed training options + this trial's sample. `epochs` counts every epoch ASHA sees."""
+# The fastai recipe the tutorials run by hand: trial 1 of every sweep (SearchConfig.recipe_first), so a sweep
+# never does worse than one run of it for want of trying it.
+RECIPE_LR = 3e-3           # fit_one_cycle's usual max LR from scratch (lr_find's valley on the tutorials' data)
+RECIPE_LR_PRETRAINED = 1e-3  # fine_tune's base LR for a pretrained body
+RECIPE_AUG = 0.5
+
+
+def _clip(value: float, lo: float, hi: float) -> float:
+    return min(max(value, lo), hi)
+
+
+def recipe_point(sc: SearchConfig, pretrained: frozenset[str] = frozenset()) -> dict:
+    """The recipe as a flat OptunaSearch point ("max_lr/<backbone>" keys): the first backbone (pretrained ones
+    are ordered first), the recipe's max LR and augmentation clipped into the searched ranges, one frozen-head
+    epoch for a pretrained backbone when frozen epochs are searched."""
+    backbone = sc.backbones[0]
+    lr = RECIPE_LR_PRETRAINED if backbone in pretrained else RECIPE_LR
+    point = {"backbone": backbone, f"max_lr/{backbone}": _clip(lr, *sc.lr_range_for(backbone)),
+             "aug": _clip(RECIPE_AUG, *sc.aug_range)}
+    if sc.image_sizes:
+        point["image_size"] = sc.image_sizes[0]
+    if sc.batch_sizes:
+        point["batch_size"] = sc.batch_sizes[0]
+    if sc.weight_decay_range:
+        point["weight_decay"] = _clip(0.01, *sc.weight_decay_range)
+    if sc.freeze_epochs:
+        want = 1 if backbone in pretrained else 0
+        point["freeze_epochs"] = want if want in sc.freeze_epochs else sc.freeze_epochs[0]
+    return point
+
+
+def trial_train_config(sc: SearchConfig, config: dict, *, use_gpu: bool, gpus_per_worker: float,
+                       pretrained: frozenset[str] = frozenset()) -> TrainConfig:
+    """Fixed training options + this trial's sample. `epochs` counts every epoch ASHA sees. A backbone with
+    pretrained weights is fine-tuned as fastai's fine_tune does: one frozen-head epoch first (unless frozen
+    epochs are searched or fixed), then the body at max_lr / body_lr_div. With early stopping, the one-cycle
+    restarts at every rung, so each rung judges an annealed model."""
     values = dict(sc.train)
     values.update(flat_params(config))
+    backbone = values["backbone"]
+    if backbone in sc.weights:
+        values["weights"] = str(sc.weights[backbone])
+    if backbone in pretrained and "freeze_epochs" not in values and sc.epochs >= 2:
+        values["freeze_epochs"] = 1
     freeze = int(values.get("freeze_epochs", 0))
+    if sc.restart_at_rungs:
+        values["restarts"] = sc.rungs()
     values.update(epochs=max(1, sc.epochs - freeze), workers=sc.workers_per_trial, use_gpu=use_gpu,
                   cpus_per_worker=sc.cpus_per_worker, metric=sc.metric, seed=int(values.get("seed", 42)))
     if use_gpu:

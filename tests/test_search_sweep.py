@@ -1,5 +1,7 @@
 """Sweeps for real: Tune + Optuna + ASHA over TorchTrainer trials on a local Ray cluster; predict; report."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,8 +59,18 @@ def test_sweep_runs_every_trial_stops_the_worse_and_survives_a_failing_one(sweep
     assert best["status"] == "done" and best["epochs"] == sc.epochs  # the leader is never stopped early
     written = pd.read_csv(f"{path}/leaderboard.csv")
     assert written["trial_id"].tolist() == board["trial_id"].tolist()
+    # Trial 1 is the fastai recipe (first backbone, max LR 3e-3, aug 0.5), whatever the sampler proposes.
+    first = board.sort_values("trial_id").iloc[0]
+    assert (first["backbone"], first["max_lr"], first["aug"]) == ("test_resnet", 3e-3, 0.5), first
+    # Every rung (epochs 1, 2 of 3) judges an annealed model: the one-cycle restarts at each rung.
+    import json
+    _, ckpt = resolve_sources(path, top_k=1)[0]
+    with ckpt.as_directory() as d:
+        meta = json.loads((Path(d) / "meta.json").read_text())
+    assert meta["config"]["restarts"] == [1, 2]
+    lrs = {h["epoch"]: h["lr"] for h in meta["history"]}
+    assert 1 in lrs and all(lrs[r] <= meta["config"]["max_lr"] / 1e4 for r in (1, 2) if r in lrs), lrs
     # Retention: per trial at most the best and the latest checkpoint stay on disk.
-    from pathlib import Path
     for run in Path(path, "train_runs").iterdir():
         assert len([c for c in run.glob("checkpoint_*") if c.is_dir()]) <= 2
 

@@ -25,6 +25,7 @@ class TrainConfig:
     final_div: float = 1e5            # one-cycle end LR = max_lr / final_div
     mom_max: float = 0.95             # AdamW beta1 at the start and end of the cycle
     mom_min: float = 0.85             # AdamW beta1 at the LR peak
+    restarts: tuple[int, ...] = ()    # total-epoch numbers after which the one-cycle restarts (sweeps: the rungs)
     pretrained: bool = True           # ImageNet weights from the hub when reachable (or its local cache)
     weights: str | None = None        # a weights file (safetensors or a state dict) instead of the hub
     workers: int = 1                  # DDP workers (processes), one GPU each when use_gpu
@@ -36,6 +37,7 @@ class TrainConfig:
     max_failures: int = 2             # Ray Train restarts of a failed worker group, from the latest checkpoint
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "restarts", tuple(int(r) for r in self.restarts))  # lists from YAML / JSON
         checks = [
             (self.max_lr > 0, f"--max-lr must be > 0, got {self.max_lr}"),
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),

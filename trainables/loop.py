@@ -18,7 +18,7 @@ from visionsweep.datasets.augment import augment, prepare
 from visionsweep.trainables.config import TrainConfig
 from visionsweep.trainables.metrics import classification_metrics
 from visionsweep.trainables.model import head_prefix, is_head_key
-from visionsweep.trainables.schedule import one_cycle
+from visionsweep.trainables.schedule import cycle_at, cycle_bounds, one_cycle
 
 # Keep the whole uint8 dataset on the GPU when it takes less than this share of free memory:
 # then a batch is one index op on the device, and the GPU never waits for the host.
@@ -116,13 +116,16 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def schedule_at(step: int, *, cfg: TrainConfig, steps: int) -> tuple[float, float, float]:
-    """(head lr, body lr, beta1) at a global step: a frozen-head one-cycle, then the full one-cycle."""
+    """(head lr, body lr, beta1) at a global step: a frozen-head one-cycle, then the full one-cycle (or one
+    cycle per segment between `cfg.restarts`, counted in total epochs, frozen ones included)."""
     frozen_steps = cfg.freeze_epochs * steps
     kw = dict(pct_start=cfg.pct_start, div=cfg.div, final_div=cfg.final_div, mom_max=cfg.mom_max, mom_min=cfg.mom_min)
     if step < frozen_steps:
         lr, beta1 = one_cycle(step, frozen_steps, max_lr=cfg.max_lr, **kw)
         return lr, 0.0, beta1  # frozen body: LR 0 keeps DDP's gradient buckets intact (no requires_grad flips)
-    lr, beta1 = one_cycle(step - frozen_steps, cfg.epochs * steps, max_lr=cfg.max_lr, **kw)
+    step -= frozen_steps
+    first, length = cycle_at(step // steps, cycle_bounds(cfg.epochs, (r - cfg.freeze_epochs for r in cfg.restarts)))
+    lr, beta1 = one_cycle(step - first * steps, length * steps, max_lr=cfg.max_lr, **kw)
     body = lr / cfg.body_lr_div if cfg.freeze_epochs else lr
     return lr, body, beta1
 

@@ -82,12 +82,33 @@ def _hub_offline():
             os.environ["HF_HUB_OFFLINE"] = old_env
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     try:
         socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
         return True
     except OSError:
         return False
+
+
+def pretrained_available(backbone: str, *, weights: str | None = None, online: bool | None = None) -> bool:
+    """Whether create_model would load pretrained weights for this backbone: a weights file, or timm's
+    pretrained weights in the hub's local cache or on a reachable hub. Asks nothing of the network but one
+    connection probe (pass `online`, hub_reachable()'s answer, to share one probe across backbones)."""
+    import timm
+
+    if weights is not None:
+        return True
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = hub_id.split("@")[0]
+    for name in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        if isinstance(try_to_load_from_cache(repo, name), str):
+            return True
+    return hub_reachable() if online is None else online
 
 
 def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: str | None = None,
@@ -107,7 +128,7 @@ def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: 
             return timm.create_model(backbone, pretrained=True, num_classes=num_classes), "pretrained (hub cache)"
     except Exception:
         pass
-    if _hub_reachable():
+    if hub_reachable():
         try:
             return timm.create_model(backbone, pretrained=True, num_classes=num_classes), "pretrained (hub)"
         except Exception as err:  # e.g. a model that has no pretrained weights

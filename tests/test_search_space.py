@@ -1,0 +1,63 @@
+"""The search's pure parts: ASHA's rungs, the recipe as trial 1, and sample -> TrainConfig (no Ray started)."""
+
+import pytest
+
+from visionsweep.datasets import DataError
+from visionsweep.search.config import SearchConfig
+from visionsweep.search.space import recipe_point, trial_train_config
+
+
+def test_rungs_are_ashas_own_milestones():
+    from ray.tune.schedulers.async_hyperband import _Bracket  # the scheduler the sweep runs (no Ray started)
+
+    for epochs in range(1, 21):
+        for grace in (1, 2, 3):
+            for rf in (2, 3, 4):
+                sc = SearchConfig(name="x", epochs=epochs, grace_period=grace, reduction_factor=rf)
+                bracket = _Bracket(min_t=grace, max_t=epochs, reduction_factor=rf, s=0)
+                assert sc.rungs() == tuple(sorted(m for m, _ in bracket._rungs if m < epochs)), (epochs, grace, rf)
+
+
+def test_asha_defaults_follow_the_epochs_and_none_means_no_rungs():
+    assert SearchConfig(name="x", epochs=5).rungs() == (1, 2, 4)
+    assert SearchConfig(name="x", epochs=12).asha == (1, 3) and SearchConfig(name="x", epochs=12).rungs() == (1, 3, 9)
+    assert SearchConfig(name="x", epochs=5, early_stopping="none").rungs() == ()
+    for bad in ({"searcher": "grid"}, {"early_stopping": "hyperband"}, {"reduction_factor": 1},
+                {"weights": {"resnet18": "/nonexistent/w.safetensors"}}):
+        with pytest.raises(DataError):
+            SearchConfig(name="x", **bad)
+
+
+def test_trials_restart_their_one_cycle_at_the_rungs():
+    sc = SearchConfig(name="x", epochs=5, backbones=("resnet18",))
+    cfg = trial_train_config(sc, {"backbone": "resnet18", "max_lr": {"resnet18": 1e-3}, "aug": 0.3},
+                             use_gpu=False, gpus_per_worker=0)
+    assert cfg.restarts == (1, 2, 4) and cfg.epochs == 5 and cfg.freeze_epochs == 0
+    plain = trial_train_config(SearchConfig(name="x", epochs=5, early_stopping="none"),
+                               {"backbone": "resnet18", "max_lr": {"resnet18": 1e-3}, "aug": 0.3},
+                               use_gpu=False, gpus_per_worker=0)
+    assert plain.restarts == ()
+
+
+def test_pretrained_backbones_fine_tune_with_a_frozen_epoch_and_their_weights_file(tmp_path):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"x")
+    sc = SearchConfig(name="x", epochs=5, backbones=("resnet18", "tf_efficientnet_lite0"),
+                      weights={"tf_efficientnet_lite0": str(weights)})
+    sample = {"backbone": "tf_efficientnet_lite0", "max_lr": {"tf_efficientnet_lite0": 1e-3}, "aug": 0.5}
+    cfg = trial_train_config(sc, sample, use_gpu=False, gpus_per_worker=0, pretrained=frozenset({"tf_efficientnet_lite0"}))
+    assert cfg.weights == str(weights) and cfg.freeze_epochs == 1 and cfg.epochs == 4  # 5 epochs in all
+    scratch = trial_train_config(sc, {"backbone": "resnet18", "max_lr": {"resnet18": 1e-3}, "aug": 0.5},
+                                 use_gpu=False, gpus_per_worker=0, pretrained=frozenset({"tf_efficientnet_lite0"}))
+    assert scratch.weights is None and scratch.freeze_epochs == 0
+
+
+def test_the_recipe_point_is_the_first_backbone_clipped_into_the_searched_ranges():
+    sc = SearchConfig(name="x", backbones=("resnet18", "convnext_nano"), aug_range=(0.0, 0.4))
+    assert recipe_point(sc) == {"backbone": "resnet18", "max_lr/resnet18": 3e-3, "aug": 0.4}
+    narrow = SearchConfig(name="x", backbones=("resnet18",), lr_range=(1e-2, 1e-1), freeze_epochs=(0, 1),
+                          image_sizes=(64, 96))
+    assert recipe_point(narrow) == {"backbone": "resnet18", "max_lr/resnet18": 1e-2, "aug": 0.5, "image_size": 64,
+                                    "freeze_epochs": 0}
+    assert recipe_point(narrow, frozenset({"resnet18"}))["freeze_epochs"] == 1  # fine_tune's frozen epoch
+    assert recipe_point(SearchConfig(name="x"), frozenset({"resnet18"}))["max_lr/resnet18"] == 1e-3
