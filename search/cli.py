@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from visionsweep import __version__
 from visionsweep.datasets import DataError, spec_from_dict
+from visionsweep.search.config import EARLY_STOPPING, SEARCHERS
+from visionsweep.trainables.config import METRICS
 
 EXIT_BAD_INPUT = 2
 
@@ -79,7 +82,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--aug", type=float, help="augmentation strength in [0, 1] (default 0.5)")
     g.add_argument("--weight-decay", type=float, help="AdamW decoupled weight decay (default 0.01)")
     g.add_argument("--workers", type=int, help="DDP workers: GPUs, or CPU processes with --cpu (default 1)")
-    g.add_argument("--metric", choices=["auto", "accuracy", "auc", "log_loss", "valid_loss", "error_rate"],
+    g.add_argument("--metric", choices=METRICS,
                    help="validation metric for the best checkpoint (default: auc for binary, else accuracy)")
     g.add_argument("--weights", help="weights file (safetensors or state dict) instead of the hub")
     g.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
@@ -139,7 +142,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 _SWEEP_FLAGS = {"name": "name", "storage": "storage", "trials": "trials", "epochs": "epochs",
                 "workers_per_trial": "workers_per_trial", "gpus_per_trial": "gpus_per_trial", "metric": "metric",
                 "time_budget": "time_budget", "max_concurrent": "max_concurrent", "top_k": "top_k",
-                "searcher": "searcher", "early_stopping": "early_stopping"}
+                "searcher": "searcher", "early_stopping": "early_stopping", "lr_find": "lr_find"}
 
 
 def search_config_from_args(args: argparse.Namespace):
@@ -195,6 +198,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionsweep", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"visionsweep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="validate a DATA folder and print what visionsweep sees")
@@ -227,15 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backbones", help="comma-separated timm names (default resnet18,efficientnet_b0,convnext_nano)")
     g.add_argument("--workers-per-trial", type=int, help="DDP workers per trial (default 1)")
     g.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; 0.5 lets two small trials share a GPU")
-    g.add_argument("--metric", choices=["auto", "accuracy", "auc", "log_loss", "valid_loss", "error_rate"])
+    g.add_argument("--metric", choices=METRICS)
     g.add_argument("--time-budget", type=float, help="seconds; no new trials after it")
     g.add_argument("--max-concurrent", type=int, help="trials at once (default: what the cluster fits)")
     g.add_argument("--top-k", type=int, help="leaderboard rows to highlight / predict's default ensemble")
-    g.add_argument("--searcher", choices=["tpe", "random"], help="Optuna sampler (default tpe; trial 1 is always "
+    g.add_argument("--searcher", choices=SEARCHERS, help="Optuna sampler (default tpe; trial 1 is always "
                                                                  "the fastai recipe)")
-    g.add_argument("--early-stopping", choices=["asha", "none"],
+    g.add_argument("--early-stopping", choices=EARLY_STOPPING,
                    help="asha (default): successive halving at rungs 1, 2, 4 .. epochs, the one-cycle restarting at "
                         "each rung; none: every trial runs all epochs")
+    g.add_argument("--lr-find", action="store_true", default=None,
+                   help="run fastai's lr_find per backbone first and search each max LR within x/÷4 of its valley")
     g.add_argument("--resume", action="store_true", help="continue an interrupted sweep of this --name")
     g = p.add_argument_group("fixed for every trial (also train: in --config)")
     g.add_argument("--image-size", type=int, help="model input px (default: each backbone's pretrained size)")

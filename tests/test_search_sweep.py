@@ -123,3 +123,22 @@ def test_tta_changes_nothing_for_a_flip_invariant_model():
     asym = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
     assert not np.allclose(predict_probs(asym, task, images, device=cpu, tta=True),
                            predict_probs(asym, task, images, device=cpu, tta=False))
+
+
+def test_lr_find_centres_each_backbones_max_lr_range_on_its_valley(ray_cluster, binary_data, tmp_path):
+    import json
+
+    from visionsweep.search.lr_ranges import LR_FIND_SPAN
+
+    spec, data = binary_data
+    sc = SearchConfig(name="lrf", storage=str(tmp_path), trials=2, epochs=1, seed=0, max_concurrent=1,
+                      backbones=("test_resnet",), lr_find=True,
+                      train={"image_size": 16, "batch_size": 32, "pretrained": False, "max_failures": 0})
+    board = run_sweep(data=data, sc=sc, spec=spec, log=print)
+    curve = json.loads((tmp_path / "lrf" / "lr_find" / "test_resnet.json").read_text())
+    valley = curve["suggestions"]["valley"]["lr"]
+    saved = json.loads((tmp_path / "lrf" / "sweep.json").read_text())["search"]["lr_ranges"]["test_resnet"]
+    assert saved == pytest.approx([valley / LR_FIND_SPAN, valley * LR_FIND_SPAN])
+    assert (tmp_path / "lrf" / "lr_find" / "test_resnet.png").stat().st_size > 0
+    # Trial 1, the recipe's 3e-3, is clipped into the new range; every sampled max LR lies inside it.
+    assert board["max_lr"].between(saved[0] * (1 - 1e-9), saved[1] * (1 + 1e-9)).all(), board

@@ -103,3 +103,23 @@ def test_offline_without_weights_warns_loudly_and_uses_random_init(monkeypatch):
     with pytest.warns(UserWarning, match="RANDOM INIT"):
         model, source = create_model("test_resnet", 3, pretrained=True, log=logs.append)
     assert source == "random init (offline)" and "RANDOM INIT" in logs[0]
+
+
+def test_a_checkpoint_loads_in_plain_timm_from_its_own_config(tmp_path):
+    """An offline Kaggle notebook with timm and no visionsweep: timm.create_model("local-dir:<ckpt>")."""
+    import timm
+
+    from visionsweep.trainables.checkpoint import export_checkpoint
+
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=3).eval()
+    meta = {"backbone": "test_resnet", "classes": ["brick", "grass", "gravel"], "image_size": 32,
+            "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
+    write_checkpoint(tmp_path / "ckpt", model=model, optimizer=None, meta=meta)
+    export_checkpoint(tmp_path / "ckpt", tmp_path / "best")  # what `train` leaves in runs/r1/best
+    plain = timm.create_model(f"local-dir:{tmp_path / 'best'}", pretrained=True).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), model(x))
+    assert plain.pretrained_cfg["label_names"] == meta["classes"]
+    data = timm.data.resolve_model_data_config(plain)
+    assert tuple(data["input_size"]) == (3, 32, 32) and tuple(data["mean"]) == (0.5, 0.4, 0.3)

@@ -14,6 +14,19 @@ from torch import nn
 from visionsweep.datasets import DataError
 
 WEIGHTS, META, STATE = "model.safetensors", "meta.json", "train_state.pt"
+TIMM_CONFIG = "config.json"  # timm's own: timm.create_model("local-dir:<checkpoint>", pretrained=True) loads it
+
+
+def timm_config(meta: dict) -> dict:
+    """timm's config.json for a checkpoint (the format of timm's hub exports): the architecture, the head's
+    classes and the preprocessing the model was trained with, so plain timm (an offline Kaggle notebook,
+    no visionsweep, no Ray) rebuilds and feeds it."""
+    size = int(meta["image_size"])
+    return {"architecture": meta["backbone"], "num_classes": len(meta["classes"]),
+            "label_names": [str(c) for c in meta["classes"]],
+            "pretrained_cfg": {"input_size": [3, size, size], "mean": list(meta["mean"]), "std": list(meta["std"]),
+                               "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center",
+                               "num_classes": len(meta["classes"])}}
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -33,6 +46,8 @@ def write_checkpoint(directory: str | Path, *, model: nn.Module, optimizer: torc
     if optimizer is not None:
         state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
         _atomic_write(d / STATE, lambda p: torch.save(state, p))
+    if "backbone" in meta:
+        _atomic_write(d / TIMM_CONFIG, lambda p: p.write_text(json.dumps(timm_config(meta), indent=1)))
     _atomic_write(d / META, lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
 
 
@@ -59,13 +74,14 @@ def read_train_state(directory: str | Path) -> dict:
 
 
 def export_checkpoint(src: str | Path, dst: str | Path) -> None:
-    """Copy a checkpoint's weights and meta (not the optimizer) to `dst`, replacing it atomically."""
+    """Copy a checkpoint's weights, meta and timm config (not the optimizer) to `dst`, replacing it atomically."""
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in (WEIGHTS, META):
-        shutil.copy2(Path(src) / name, tmp / name)
+    for name in (WEIGHTS, META, TIMM_CONFIG):
+        if name != TIMM_CONFIG or (Path(src) / name).is_file():  # checkpoints written before timm's config
+            shutil.copy2(Path(src) / name, tmp / name)
     if dst.exists():
         shutil.rmtree(dst)
     os.replace(tmp, dst)

@@ -32,7 +32,8 @@ class TrainConfig:
     use_gpu: bool = False             # NCCL on GPUs, else gloo on CPUs
     cpus_per_worker: float = 1.0      # Ray resources per worker
     gpus_per_worker: float = 1.0      # Ray resources per worker when use_gpu; < 1 lets small trials share a GPU
-    metric: str = "auto"              # auto (auc for binary, accuracy otherwise) | accuracy | auc | log_loss | valid_loss
+    metric: str = "auto"              # auto (auc binary, else accuracy) | accuracy | auc | log_loss | valid_loss |
+                                      #   error_rate | f1_macro | mcc | kappa_quadratic (ordered classes)
     seed: int = 42                    # model init, shuffling and augmentation
     max_failures: int = 2             # Ray Train restarts of a failed worker group, from the latest checkpoint
 
@@ -65,8 +66,9 @@ class TrainConfig:
         return self.freeze_epochs + self.epochs
 
 
-METRICS = ("auto", "accuracy", "auc", "log_loss", "valid_loss", "error_rate")
-METRIC_MODES = {"accuracy": "max", "auc": "max", "log_loss": "min", "valid_loss": "min", "error_rate": "min"}
+METRIC_MODES = {"accuracy": "max", "auc": "max", "log_loss": "min", "valid_loss": "min", "error_rate": "min",
+                "f1_macro": "max", "mcc": "max", "kappa_quadratic": "max"}
+METRICS = ("auto", *METRIC_MODES)
 
 
 def resolve_metric(metric: str, num_classes: int) -> tuple[str, str]:

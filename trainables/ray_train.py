@@ -265,8 +265,6 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
     """`visionsweep lr-find`: the curve over cfg.workers DDP workers, a plot, and lr_find.json beside it."""
     import ray
 
-    from visionsweep.trainables.plots import plot_lr_find
-
     out_png = Path(out_png).expanduser().resolve()
     check_image_size(cfg.backbone, cfg.image_size, data.num_classes)
     if not out_png.parent.is_dir():
@@ -275,13 +273,8 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
     cfg = share_cpus(cfg, resources)
     check_resources(cfg, resources)
     arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
-    with tempfile.TemporaryDirectory(prefix="visionsweep-lr-find-") as storage:
-        trainer = make_trainer(cfg, data_info(data), ray.put(arrays), storage=storage, name="lr_find",
-                               per_worker=lr_find_per_worker)
-        with trainer.fit().checkpoint.as_directory() as d:
-            result = json.loads(Path(d, "lr_find.json").read_text())
-    plot_lr_find(result, out_png)
-    out_png.with_suffix(".json").write_text(json.dumps({"backbone": cfg.backbone, **result}, indent=1))
+    result = lr_find_curve(cfg, data_info(data), ray.put(arrays))
+    save_lr_find(result, cfg.backbone, out_png)
     s = result["suggestions"]
     log(f"lr_find over {len(result['lrs'])} steps ({cfg.backbone}, {cfg.workers} worker(s)):")
     for name in ("valley", "steep", "minimum"):
@@ -289,6 +282,22 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
             log(f"  {name:<8} {s[name]['lr']:.2e}" + ("   <- suggested --max-lr" if name == "valley" else ""))
     log(f"plot: {out_png}  (curve: {out_png.with_suffix('.json')})")
     return result
+
+
+def lr_find_curve(cfg: TrainConfig, info: DataInfo, arrays_ref) -> dict:
+    """fastai's LR range test as a Train run over cfg.workers workers: {"lrs", "losses", "suggestions"}."""
+    with tempfile.TemporaryDirectory(prefix="visionsweep-lr-find-") as storage:
+        trainer = make_trainer(cfg, info, arrays_ref, storage=storage, name="lr_find", per_worker=lr_find_per_worker)
+        with trainer.fit().checkpoint.as_directory() as d:
+            return json.loads(Path(d, "lr_find.json").read_text())
+
+
+def save_lr_find(result: dict, backbone: str, out_png: Path) -> None:
+    """The plot, and the curve as JSON beside it (same name, .json)."""
+    from visionsweep.trainables.plots import plot_lr_find
+
+    plot_lr_find(result, out_png)
+    out_png.with_suffix(".json").write_text(json.dumps({"backbone": backbone, **result}, indent=1))
 
 
 def export_run(out_dir: Path, *, metric: str, mode: str, log=print) -> RunOutcome:
