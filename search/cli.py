@@ -199,13 +199,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visionsweep", description=__doc__)
     parser.add_argument("--version", action="version", version=f"visionsweep {__version__}")
+    verbose_help = ("also show what Ray prints (worker logs, Tune's reporter); by default it stays in Ray's session "
+                    "logs (/tmp/ray/session_latest/logs)")
+    parser.add_argument("--verbose", action="store_true", help=verbose_help)
+    common = argparse.ArgumentParser(add_help=False)  # --verbose after the subcommand too
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("check", help="validate a DATA folder and print what visionsweep sees")
+    p = sub.add_parser("check", parents=[common], help="validate a DATA folder and print what visionsweep sees")
     add_data_args(p)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("train", help="one fine-tuning run (Ray Train TorchTrainer, DDP over --workers)")
+    p = sub.add_parser("train", parents=[common], help="one fine-tuning run (Ray Train TorchTrainer, DDP over --workers)")
     add_data_args(p)
     add_train_args(p)
     p.add_argument("--out", type=Path, required=True, help="run directory (refused if it exists)")
@@ -213,14 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("lr-find", help="fastai's learning-rate finder: suggested --max-lr and a plot")
+    p = sub.add_parser("lr-find", parents=[common], help="fastai's learning-rate finder: suggested --max-lr and a plot")
     add_data_args(p)
     add_train_args(p)
     p.add_argument("--out", type=Path, default=Path("lr_find.png"), help="plot (default lr_find.png; the curve "
                                                                           "goes to the same name .json)")
     p.set_defaults(func=cmd_lr_find)
 
-    p = sub.add_parser("sweep", help="search backbone, max LR and augmentation with Ray Tune + Optuna + ASHA")
+    p = sub.add_parser("sweep", parents=[common], help="search backbone, max LR and augmentation with Ray Tune + Optuna + ASHA")
     add_data_args(p)
     g = p.add_argument_group("sweep (every option can also come from --config; flags win)")
     g.add_argument("--config", type=Path, help="YAML file of sweep options (see README 'Sweep')")
@@ -251,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cpu", action="store_true", help="CPU workers even when the cluster has GPUs")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("predict", help="predict test/ with the best trial(s) of a sweep, or a run, into a submission")
+    p = sub.add_parser("predict", parents=[common], help="predict test/ with the best trial(s) of a sweep, or a run, into a submission")
     p.add_argument("source", help="a sweep folder (storage/name), a `train` run folder, or a checkpoint folder")
     add_data_args(p)
     p.add_argument("--out", type=Path, default=Path("submission.csv"), help="submission file (default submission.csv)")
@@ -260,12 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("report", help="leaderboard (CSV + markdown) and plots of a sweep")
+    p = sub.add_parser("report", parents=[common], help="leaderboard (CSV + markdown) and plots of a sweep")
     p.add_argument("sweep", help="the sweep folder (storage/name)")
     p.add_argument("--out", type=Path, help="where report/ goes (default: inside the sweep folder)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="the whole job on built-in data: digits -> sweep -> submission -> score")
+    p = sub.add_parser("demo", parents=[common], help="the whole job on built-in data: digits -> sweep -> submission -> score")
     p.add_argument("--out", type=Path, default=Path("visionsweep-demo"), help="demo folder (default ./visionsweep-demo)")
     p.add_argument("--trials", type=int, default=6, help="sweep trials (default 6)")
     p.add_argument("--epochs", type=int, default=4, help="epochs per trial (default 4)")
@@ -273,8 +278,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Ray's own switches for a console a person reads; all read when `ray` is first imported, so main() sets them
+# first (only where the user has not). Lines Ray's workers and raylet print that are not the user's business:
+# the raylet's worker-pool warnings, Train's per-report INFO line and its PreemptionWatcher notice, placement-group
+# cleanup. `--verbose` keeps everything.
+QUIET_ENV = {
+    "RAY_DEDUP_LOGS_SKIP_REGEX": r"worker processes have been started|Reporting training result|PreemptionWatcher"
+                                 r"|PlacementGroupCleaner|RayDeprecationWarning|self\.exclude_resources",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning",  # Ray's deprecation notices, here and in its worker processes
+    "RAY_DISABLE_WORKER_LOG_PREFIX": "1",  # `train`'s epoch table without "(RayTrainWorker pid=...)" on every row
+}
+
+
+def quiet_console(verbose: bool) -> None:
+    import os
+
+    if verbose:
+        os.environ["VISIONSWEEP_VERBOSE"] = "1"
+        return
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_console(args.verbose)
     try:
         return args.func(args)
     except DataError as err:

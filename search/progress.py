@@ -1,4 +1,6 @@
-"""A Tune callback that prints one line per trial event: running / done counts and the best so far."""
+"""The sweep's console, printed by the driver from Tune's events: one line when a trial starts, a fastai-style
+epoch row per result (tagged with the trial, so concurrent trials never blur), one line when it ends and why,
+and a live done / running / best summary. Ray's own output stays in its session logs (`--verbose` shows it)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,42 @@ import math
 
 from ray.tune import Callback
 
+# Epoch columns: fastai's, without the two that repeat others (error_rate = 1 - accuracy; valid_loss = log_loss
+# unless label smoothing is on, when log_loss is the comparable one and valid_loss is what was optimised).
+EPOCH_COLUMNS = ("train_loss", "valid_loss", "accuracy", "auc")
+
+
+def searched_values(config: dict) -> str:
+    """'max_lr 3.0e-03  aug 0.50  ...' from a Tune config (max LR is stored per backbone)."""
+    parts = []
+    lr = config.get("max_lr")
+    if isinstance(lr, dict):
+        lr = lr.get(config.get("backbone"))
+    if lr is not None:
+        parts.append(f"max_lr {lr:.1e}")
+    for key, value in config.items():
+        if key in ("backbone", "max_lr"):
+            continue
+        parts.append(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
+    return "  ".join(parts)
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f" {'-':>11}"
+    return f" {value:>11.4f}"
+
 
 class Progress(Callback):
-    def __init__(self, *, metric: str, mode: str, total: int, log=print) -> None:
-        self.metric, self.mode, self.total, self.log = metric, mode, total, log
+    def __init__(self, *, metric: str, mode: str, total: int, max_epochs: int, log=print) -> None:
+        self.metric, self.mode, self.total, self.max_epochs, self.log = metric, mode, total, max_epochs, log
+        self.columns = tuple(c for c in EPOCH_COLUMNS if c != "auc" or metric == "auc")
+        if metric not in self.columns:
+            self.columns += (metric,)
         self.best: tuple[float, str] | None = None
         self.done = 0
+        self.last_epoch: dict[str, int] = {}
+        self.header_shown = False
 
     def __getstate__(self) -> dict:
         """Tune pickles its callbacks with the experiment state; a log function is no state (and `print`
@@ -23,28 +55,43 @@ class Progress(Callback):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.log = self.log or print
+        self.header_shown = False
 
-    def _better(self, value: float) -> bool:
+    def header(self) -> str:
+        return f"{'trial':<12} {'epoch':>5}" + "".join(f" {c:>11}" for c in self.columns) + f" {'time_s':>7}"
+
+    def _better(self, value) -> bool:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return False
         return self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
 
+    def _summary(self, trials) -> str:
+        running = sum(t.status == "RUNNING" for t in trials)
+        best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
+        return f"[{self.done}/{self.total} done, {running} running] {best}"
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.log(f"trial {trial.trial_id} starts: {trial.config.get('backbone')}  {searched_values(trial.config)}")
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self.header_shown:
+            self.log(self.header())
+            self.header_shown = True
         value = result.get(self.metric)
         if self._better(value):
             self.best = (value, trial.trial_id)
-        running = sum(t.status == "RUNNING" for t in trials)
-        best = f"{self.best[0]:.4f} ({self.best[1]})" if self.best else "-"
-        cfg = trial.config
-        lr = cfg.get("max_lr", {}).get(cfg.get("backbone"), float("nan")) if isinstance(cfg.get("max_lr"), dict) else 0
-        self.log(f"[{self.done}/{self.total} done, {running} running] {trial.trial_id} {cfg.get('backbone')} "
-                 f"lr={lr:.2e} aug={cfg.get('aug', 0):.2f} epoch {result.get('epoch')}: {self.metric}="
-                 f"{value if value is None else round(value, 4)}  best {best}")
+        epoch = result.get("epoch")
+        self.last_epoch[trial.trial_id] = epoch or 0
+        cells = "".join(_fmt(result.get(c)) for c in self.columns)
+        self.log(f"{trial.trial_id:<12} {epoch if epoch is not None else '-':>5}{cells} {result.get('time_s', 0):>7.1f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.done += 1
+        epochs = self.last_epoch.get(trial.trial_id, 0)
+        why = "done" if epochs >= self.max_epochs else f"stopped early by ASHA after epoch {epochs}"
+        self.log(f"trial {trial.trial_id} {why}. {self._summary(trials)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
-        self.log(f"[{self.done}/{self.total} done] {trial.trial_id} {trial.config.get('backbone')} FAILED "
-                 f"(see the leaderboard's error column); the sweep goes on")
+        self.log(f"trial {trial.trial_id} FAILED (the leaderboard's error column says why); the sweep goes on. "
+                 f"{self._summary(trials)}")

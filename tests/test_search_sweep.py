@@ -62,6 +62,10 @@ def test_sweep_runs_every_trial_stops_the_worse_and_survives_a_failing_one(sweep
     # Trial 1 is the fastai recipe (first backbone, max LR 3e-3, aug 0.5), whatever the sampler proposes.
     first = board.sort_values("trial_id").iloc[0]
     assert (first["backbone"], first["max_lr"], first["aug"]) == ("test_resnet", 3e-3, 0.5), first
+    # The Optuna study lives in the sweep folder, as optuna-dashboard opens it.
+    import optuna
+    study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{path}/optuna.db")
+    assert len(study.trials) == 5 and study.trials[0].params["backbone"] == "test_resnet"
     # Every rung (epochs 1, 2 of 3) judges an annealed model: the one-cycle restarts at each rung.
     import json
     _, ckpt = resolve_sources(path, top_k=1)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -43,9 +44,13 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    import ray.train.v2._internal.execution.context as train_context
+
     cfg = TrainConfig(**config["train"])
     info = DataInfo(**config["info"])
     arrays = ray.get(config["arrays"])
+    if not verbose():  # Train V2 logs "Reporting training result N: TrainingReport(...)" at INFO after every epoch
+        logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     checkpoint = ray.train.get_checkpoint()
@@ -101,22 +106,35 @@ WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}  # Train run state for the
 DASHBOARD_URL: str | None = None
 
 
-def ensure_ray(*, num_cpus: int | None = None, log=print) -> dict:
+def verbose() -> bool:
+    """`--verbose` (VISIONSWEEP_VERBOSE=1): Ray's own output on the console too, not only in its session logs."""
+    return os.environ.get("VISIONSWEEP_VERBOSE") == "1"
+
+
+def ensure_ray(*, num_cpus: int | None = None, log=print, log_to_driver: bool = True) -> dict:
     """Connect to RAY_ADDRESS's cluster, or start a local one with the dashboard on 127.0.0.1 (Ray 2.60 turns
-    token authentication on for it; visionsweep keeps it on and makes the token file private)."""
+    token authentication on for it; visionsweep keeps it on and makes the token file private).
+
+    `log_to_driver=False` (sweeps, unless --verbose) keeps what Ray's workers print in the session logs: the
+    sweep's console is built by the driver from Tune's events instead."""
     import ray
 
     global DASHBOARD_URL
     if not ray.is_initialized():
-        common = dict(log_to_driver=True, logging_level="WARNING", runtime_env={"env_vars": WORKER_ENV})
+        worker_env = {**WORKER_ENV, **({"VISIONSWEEP_VERBOSE": "1"} if verbose() else {})}
+        common = dict(log_to_driver=log_to_driver or verbose(), logging_level="WARNING",
+                      runtime_env={"env_vars": worker_env})
         if os.environ.get("RAY_ADDRESS"):  # a cluster (or `ray job submit`, which sets it)
             ctx = ray.init(**common)
         else:  # a private local cluster: never an unrelated `ray start` instance found on this machine
+            # Token auth is Ray 2.60's default for local clusters; saying so explicitly keeps it on and spares the
+            # console Ray's "token authentication is enabled" notice.
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
             port = _dashboard_port()
             # Train's placement-group cleaner finds the state API by "auto" address, i.e. the last `ray start`
             # cluster's file in /tmp/ray, which may be another (or a dead) cluster: point it at this one.
             api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
-            common["runtime_env"] = {"env_vars": {**WORKER_ENV, **api}}
+            common["runtime_env"] = {"env_vars": {**worker_env, **api}}
             os.environ.update(api)
             ctx = ray.init(address="local", num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0},
                            include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, **common)
