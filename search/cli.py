@@ -142,7 +142,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 _SWEEP_FLAGS = {"name": "name", "storage": "storage", "trials": "trials", "epochs": "epochs",
                 "workers_per_trial": "workers_per_trial", "gpus_per_trial": "gpus_per_trial", "metric": "metric",
                 "time_budget": "time_budget", "max_concurrent": "max_concurrent", "top_k": "top_k",
-                "searcher": "searcher", "early_stopping": "early_stopping", "lr_find": "lr_find"}
+                "searcher": "searcher", "early_stopping": "early_stopping", "lr_find": "lr_find",
+                "keep_all": "keep_all"}
 
 
 def search_config_from_args(args: argparse.Namespace):
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "each rung; none: every trial runs all epochs")
     g.add_argument("--lr-find", action="store_true", default=None,
                    help="run fastai's lr_find per backbone first and search each max LR within x/÷4 of its valley")
+    g.add_argument("--keep", dest="keep_all", action="store_true", default=None,
+                   help="keep every checkpoint with its optimizer state (default: once the sweep ends, the best "
+                        "weights of the --top-k trials; unfinished trials keep all they need to resume)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted sweep of this --name")
     g = p.add_argument_group("fixed for every trial (also train: in --config)")
     g.add_argument("--image-size", type=int, help="model input px (default: each backbone's pretrained size)")

@@ -42,6 +42,7 @@ class SearchConfig:
     recipe_first: bool = True                    # trial 1 is the fastai recipe (first backbone, max LR 3e-3 or 1e-3 pretrained)
     weights: dict = field(default_factory=dict)  # backbone -> weights file (safetensors / state dict); such backbones go first
     lr_find: bool = False                        # run lr_find per backbone first; search max LR around its valley
+    keep_all: bool = False                       # keep every checkpoint (default: once the sweep ends, best weights of the top_k)
     seed: int = 0                                # Optuna TPE sampler seed
     top_k: int = 3                               # leaderboard and predict's default ensemble size
     train: dict = field(default_factory=dict)    # fixed TrainConfig fields for every trial (image_size, batch_size, ...)

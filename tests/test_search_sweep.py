@@ -60,7 +60,7 @@ def test_sweep_runs_every_trial_stops_the_worse_and_survives_a_failing_one(sweep
     written = pd.read_csv(f"{path}/leaderboard.csv")
     assert written["trial_id"].tolist() == board["trial_id"].tolist()
     # Trial 1 is the fastai recipe (first backbone, max LR 3e-3, aug 0.5), whatever the sampler proposes.
-    first = board.sort_values("trial_id").iloc[0]
+    first = board.sort_values("order").iloc[0]  # Tune's trial order
     assert (first["backbone"], first["max_lr"], first["aug"]) == ("test_resnet", 3e-3, 0.5), first
     # The Optuna study lives in the sweep folder, as optuna-dashboard opens it.
     import optuna

@@ -1,0 +1,40 @@
+"""What a finished sweep keeps: the best weights of the top trials; everything an unfinished trial needs."""
+
+import json
+
+import pandas as pd
+
+from visionsweep.search.leaderboard import UNFINISHED
+from visionsweep.search.retention import retain
+
+
+def _run(root, trial, accs):
+    """A Train run folder as Ray Train leaves it: one checkpoint per epoch (weights, optimizer, meta), the
+    snapshot listing them; the last is the latest."""
+    run = root / f"train-{trial}"
+    results = []
+    for epoch, acc in enumerate(accs, start=1):
+        ckpt = run / f"checkpoint_{epoch}"
+        ckpt.mkdir(parents=True)
+        for name, size in (("model.safetensors", 1000), ("train_state.pt", 2000), ("meta.json", 10)):
+            (ckpt / name).write_bytes(b"x" * size)
+        results.append({"checkpoint_dir_name": ckpt.name, "metrics": {"epoch": epoch, "accuracy": acc}})
+    (run / "checkpoint_manager_snapshot.json").write_text(json.dumps(
+        {"checkpoint_results": results, "latest_checkpoint_result": results[-1]}))
+    return run
+
+
+def test_ended_trials_keep_best_weights_of_the_top_k_and_unfinished_trials_keep_everything(tmp_path):
+    runs = {t: _run(tmp_path, t, accs) for t, accs in
+            {"a": [0.5, 0.9, 0.8], "b": [0.7, 0.85], "c": [0.6], "d": [0.4, 0.5], "e": [0.3]}.items()}
+    board = pd.DataFrame({"trial_id": ["a", "b", "c", "d", "e"],
+                          "status": ["done", "done", "stopped early", UNFINISHED, "error"]})
+    freed = retain(str(tmp_path), board, metric="accuracy", mode="max", top_k=2)
+    left = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".json"}
+    assert left == {
+        "train-a/checkpoint_2/model.safetensors",   # best of a (epoch 2), top 2: weights, no optimizer state
+        "train-b/checkpoint_2/model.safetensors",   # best of b, top 2
+        *{f"train-d/checkpoint_{e}/{n}" for e in (1, 2) for n in ("model.safetensors", "train_state.pt")},
+    }, left                                          # c (3rd) and the failed e: weights gone; d resumes
+    assert (runs["c"] / "checkpoint_1" / "meta.json").is_file()  # the history stays for curves and the report
+    assert freed == (1000 + 2000 + 10) * 2 + 2000 + (1000 + 2000 + 10) + 2000 + 3000 + 3000
