@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from visionsweep import __version__
-from visionsweep.datasets import DataError, spec_from_dict
+from visionsweep.datasets import DataError
+from visionsweep.search import api
 from visionsweep.search.config import EARLY_STOPPING, SEARCHERS
 from visionsweep.trainables.config import METRICS
 
@@ -45,21 +46,14 @@ _DATA_FLAGS = {"data": "root", "layout": "layout", "train_csv": "train_csv", "id
                "cache_dir": "cache_dir", "valid_pct": "valid_pct", "seed": "seed"}
 
 
-def spec_from_args(args: argparse.Namespace, base: dict | None = None):
-    """DatasetSpec from flags; flags that were given win over `base` (e.g. a YAML config's `data:` section)."""
-    values = dict(base or {})
-    for flag, field in _DATA_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            values[field] = value
-    return spec_from_dict(values)
+def data_options(args: argparse.Namespace) -> dict:
+    """The data flags that were given, as DatasetSpec field names (the API's keyword arguments)."""
+    return {field: getattr(args, flag) for flag, field in _DATA_FLAGS.items()
+            if flag != "data" and getattr(args, flag, None) is not None}
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from visionsweep.datasets.load import format_summary, load_dataset
-
-    data = load_dataset(spec_from_args(args))
-    print(format_summary(data.summary))
+    api.check(args.data, **data_options(args))
     return 0
 
 
@@ -94,48 +88,18 @@ _TRAIN_FLAGS = ("backbone", "max_lr", "epochs", "freeze_epochs", "batch_size", "
                 "workers", "metric", "weights", "pretrained", "seed")
 
 
-def train_config_from_args(args: argparse.Namespace, base: dict | None = None):
-    from visionsweep.trainables.config import config_from_dict
-
-    values = dict(base or {})
-    values.update({k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k, None) is not None})
-    if "use_gpu" not in values:
-        values["use_gpu"] = not args.cpu and _gpus_available()
-    return config_from_dict(values)
-
-
-def _gpus_available() -> bool:
-    import os
-
-    if os.environ.get("RAY_ADDRESS"):  # a cluster: its workers may have GPUs the driver lacks
-        from visionsweep.trainables.ray_train import ensure_ray
-
-        return ensure_ray().get("GPU", 0) > 0
-    import torch
-
-    return torch.cuda.is_available()
+def train_options(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in _TRAIN_FLAGS if k != "seed" and getattr(args, k, None) is not None}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from visionsweep.datasets.load import load_dataset
-    from visionsweep.trainables.ray_train import run_training
-
-    spec = spec_from_args(args)
-    cfg = train_config_from_args(args)
-    data = load_dataset(spec)
-    run_training(data=data, cfg=cfg, out_dir=args.out, valid_pct=spec.valid_pct, split_seed=spec.seed,
-                 resume=args.resume, overwrite=args.overwrite)
+    api.train(args.data, out=args.out, resume=args.resume, overwrite=args.overwrite, cpu=args.cpu,
+              **data_options(args), **train_options(args))
     return 0
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from visionsweep.datasets.load import load_dataset
-    from visionsweep.trainables.ray_train import run_lr_find_job
-
-    spec = spec_from_args(args)
-    cfg = train_config_from_args(args)
-    run_lr_find_job(data=load_dataset(spec), cfg=cfg, valid_pct=spec.valid_pct, split_seed=spec.seed,
-                    out_png=args.out)
+    api.lr_find(args.data, out=args.out, cpu=args.cpu, **data_options(args), **train_options(args))
     return 0
 
 
@@ -146,54 +110,30 @@ _SWEEP_FLAGS = {"name": "name", "storage": "storage", "trials": "trials", "epoch
                 "keep_all": "keep_all"}
 
 
-def search_config_from_args(args: argparse.Namespace):
-    """YAML first, then flags on top (flags win); the YAML's data: section feeds the DatasetSpec."""
-    from visionsweep.search.config import load_yaml, search_config_from_dict
-
-    values = load_yaml(args.config) if args.config else {}
-    for flag, key in _SWEEP_FLAGS.items():
-        if getattr(args, flag, None) is not None:
-            values[key] = getattr(args, flag)
+def sweep_options(args: argparse.Namespace) -> dict:
+    """Search flags, fixed training flags and data flags, as the API's keyword arguments (flags win over
+    --config's YAML there)."""
+    options = {key: getattr(args, flag) for flag, key in _SWEEP_FLAGS.items() if getattr(args, flag, None) is not None}
     if args.backbones:
-        values["backbones"] = [b.strip() for b in args.backbones.split(",") if b.strip()]
-    fixed = {k: getattr(args, k) for k in ("image_size", "batch_size", "pretrained", "weights")
-             if getattr(args, k, None) is not None}
-    if fixed:
-        values["train"] = {**(values.get("train") or {}), **fixed}
-    if args.cpu:
-        if args.gpus_per_trial:
-            raise DataError(f"--cpu and --gpus-per-trial {args.gpus_per_trial:g} contradict each other; drop one")
-        values["gpus_per_trial"] = 0
-    source = f"--config {args.config}" if args.config else "flags"
-    sc = search_config_from_dict(values, source=source)
-    spec = spec_from_args(args, base=sc.data)
-    return sc, spec
+        options["backbones"] = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    options.update({k: getattr(args, k) for k in ("image_size", "batch_size", "pretrained", "weights")
+                    if getattr(args, k, None) is not None})
+    return {**options, **data_options(args)}
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from visionsweep.datasets.load import load_dataset
-    from visionsweep.search.sweep import run_sweep
-
-    sc, spec = search_config_from_args(args)
-    data = load_dataset(spec)
-    run_sweep(data=data, sc=sc, spec=spec, resume=args.resume)
+    api.sweep(args.data, config=args.config, resume=args.resume, cpu=args.cpu, source="flags", **sweep_options(args))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from visionsweep.datasets.load import load_dataset
-    from visionsweep.search.predict import predict, sweep_spec
-
-    spec = spec_from_args(args, base=sweep_spec(str(args.source)))
-    predict(source=str(args.source), data=load_dataset(spec), out=args.out, top_k=args.top_k, tta=args.tta,
-            overwrite=args.overwrite)
+    api.predict(args.source, args.data, out=args.out, top_k=args.top_k, tta=args.tta, overwrite=args.overwrite,
+                **data_options(args))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from visionsweep.search.report import report
-
-    report(str(args.sweep), out=args.out)
+    api.report(args.sweep, out=args.out)
     return 0
 
 
