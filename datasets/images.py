@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 # PIL.ImageFile.LOAD_TRUNCATED_IMAGES stays False on purpose: a truncated file is an error, never
 # silently padded with grey.
@@ -134,10 +135,15 @@ def decode_all(paths: list[Path], size: int, method: str, *, progress=None) -> t
     errors: list[tuple[Path, str]] = []
 
     ctx = _quiet_bombs()
+    # A bar with the rate on a terminal for folders worth waiting on (tqdm turns itself off when stderr is no
+    # terminal; `progress` then reports to the log).
+    bar = tqdm(total=len(paths), desc="decoding", unit="img", disable=None if len(paths) >= 2000 else True,
+               leave=False, mininterval=0.5)
     try:
-        with ThreadPoolExecutor(_threads()) as pool:
+        with ThreadPoolExecutor(_threads()) as pool, bar:
             results = pool.map(lambda path: decode(path, size, method), paths)
             for i, result in enumerate(results):  # counted in this thread only: no shared mutable state
+                bar.update()
                 if isinstance(result, str):
                     errors.append((paths[i], result))
                 else:

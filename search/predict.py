@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -73,10 +74,12 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
             if list(meta["classes"]) != list(data.classes):
                 raise DataError(f"{label} was trained on classes {meta['classes']} but DATA has {data.classes}; "
                                 f"predict with the data the model was trained on")
-            p = predict_probs(model, task, data.x_test, device=device, tta=tta)
+            t0 = time.perf_counter()
+            p = predict_probs(model, task, data.x_test, device=device, tta=tta, desc=f"predicting ({label})")
             probs.append(p)
-            log(f"  {label}: {meta['backbone']} at {task.image_size}px"
-                + (f", TTA x{8 if task.vertical_flip else 2}" if tta else ""))
+            views = (8 if task.vertical_flip else 2) if tta else 1
+            log(f"  {label}: {meta['backbone']} at {task.image_size}px" + (f", TTA x{views}" if tta else "")
+                + f", {len(p) * views / max(time.perf_counter() - t0, 1e-9):,.0f} img/s on {device.type}")
     mean = np.mean(probs, axis=0)
     frame = write_submission(out, data.submission, data.test_ids, mean, sample=data.sample)
     log(f"wrote {out}: {len(frame)} rows, columns {', '.join(frame.columns)} "

@@ -36,11 +36,17 @@ def tta_transforms(vertical_flip: bool) -> list:
 
 @torch.no_grad()
 def predict_probs(model: torch.nn.Module, task: Task, images: np.ndarray, *, device: torch.device, tta: bool,
-                  batch_size: int = 256) -> np.ndarray:
-    """(N, C) softmax probabilities, averaged over the TTA transforms."""
+                  batch_size: int = 256, desc: str | None = None) -> np.ndarray:
+    """(N, C) softmax probabilities, averaged over the TTA transforms. With `desc`, a progress bar with the
+    rate (images x views per second) on a terminal, for test sets worth waiting on."""
+    from tqdm.auto import tqdm
+
     runner = Runner(model, task, device)
     data = Batches(images, np.zeros(len(images), dtype=np.int64), device)
     idx = np.arange(len(images))
     transforms = tta_transforms(task.vertical_flip) if tta else [None]
-    probs = sum(runner.logits(data, idx, batch_size=batch_size, transform=t).double().softmax(1) for t in transforms)
+    with tqdm(total=len(images) * len(transforms), desc=desc, unit="img", leave=False, mininterval=0.5,
+              disable=None if desc and len(images) >= 1000 else True) as bar:
+        probs = sum(runner.logits(data, idx, batch_size=batch_size, transform=t, on_batch=bar.update)
+                    .double().softmax(1) for t in transforms)
     return (probs / len(transforms)).cpu().numpy()

@@ -188,9 +188,10 @@ class Runner:
         return F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
 
     @torch.no_grad()
-    def logits(self, data: Batches, idx: np.ndarray, *, batch_size: int, transform=None) -> torch.Tensor:
+    def logits(self, data: Batches, idx: np.ndarray, *, batch_size: int, transform=None,
+               on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
         """Logits (float32) for data[idx], in order. Uses the unwrapped model: no DDP collectives, so
-        ranks may run different numbers of batches."""
+        ranks may run different numbers of batches. `on_batch(n)` after each batch (progress bars)."""
         net = unwrap(self.model)
         was_training = net.training
         net.eval()
@@ -202,6 +203,8 @@ class Runner:
                 x = transform(x)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
                 outs.append(net(x).float())
+            if on_batch is not None:
+                on_batch(len(xb))
         net.train(was_training)
         if not outs:
             return torch.zeros((0, self.task.num_classes), device=self.device)
