@@ -81,17 +81,59 @@ def test_on_gpu_and_pinned_data_paths_give_the_same_batches(monkeypatch):
         assert torch.equal(xb.cpu(), torch.from_numpy(x[i])) and torch.equal(yb.cpu(), torch.from_numpy(y[i]))
 
 
+@pytest.mark.parametrize("data_on_gpu", [True, False], ids=["data-on-gpu", "pinned"])
+def test_training_steps_never_wait_for_the_gpu(monkeypatch, data_on_gpu):
+    """fit()'s step (as trainables.loop.fit runs it) with CUDA's sync debug mode set to error: a blocking copy,
+    an .item() or a tensor built from a Python list on the device would raise here."""
+    from visionsweep.trainables.loop import _set_hyper, make_optimizer, schedule_at, train_shard
+
+    if not data_on_gpu:
+        monkeypatch.setattr(loop, "GPU_DATA_SHARE", 0.0)
+    arrays, info = digits_arrays(classes=(0, 1, 2), size=16)
+    cfg = _cfg(aug=0.5)
+    model, task, _, _ = build_model(cfg, info, device=CUDA, log=lambda m: None)
+    model = model.to(CUDA)
+    runner, opt = Runner(model, task, CUDA), make_optimizer(model, cfg)
+    train = Batches(arrays["x_train"], arrays["y_train"], CUDA)
+    assert train.x.is_cuda == data_on_gpu
+    idx = train_shard(len(train), rank=0, world=1, seed=0, epoch=1)
+    gen = torch.Generator(device=CUDA).manual_seed(0)
+    losses = torch.zeros(4, device=CUDA)
+
+    def step(b):
+        head_lr, body_lr, beta1 = schedule_at(b, cfg=cfg, steps=4)
+        _set_hyper(opt, head_lr, body_lr, beta1)
+        xb, yb = train.get(idx[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+        loss = runner.loss(xb, yb, strength=cfg.aug, gen=gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses[b] = loss.detach()
+
+    step(0)  # first use: lazy initialisation (cuBLAS handles, optimizer state) may synchronise once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for b in range(1, 4):
+            step(b)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(losses).all()
+
+
 def test_predict_on_cuda_matches_the_cpu(tmp_path):
     arrays, info = digits_arrays(classes=(3, 8), size=16)
-    _fit(_cfg(epochs=1), arrays, info, CPU, tmp_path)
+    _fit(_cfg(epochs=3), arrays, info, CPU, tmp_path)
     images = arrays["x_valid"]
     probs = {}
     for device in (CPU, CUDA):
-        model, _, task = load_for_inference(tmp_path / "epoch-1", device)
+        model, _, task = load_for_inference(tmp_path / "epoch-3", device)
         probs[device.type] = predict_probs(model, task, images, device=device, tta=True, batch_size=64)
     assert probs["cuda"].shape == probs["cpu"].shape == (len(images), 2)
-    np.testing.assert_allclose(probs["cuda"], probs["cpu"], atol=0.03)  # bf16 autocast on the GPU
-    assert (probs["cuda"].argmax(1) == probs["cpu"].argmax(1)).mean() >= 0.97
+    np.testing.assert_allclose(probs["cuda"], probs["cpu"], atol=0.05)  # bf16 autocast on the GPU
+    clear = np.abs(probs["cpu"][:, 1] - 0.5) > 0.1  # bf16 may flip a coin toss, never a clear call
+    assert clear.sum() >= len(images) // 4
+    assert (probs["cuda"].argmax(1) == probs["cpu"].argmax(1))[clear].all()
 
 
 def test_lr_find_on_cuda_suggests_a_finite_lr_and_leaves_the_model_unchanged():
