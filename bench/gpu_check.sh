@@ -16,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 py=${PYTHON:-python3}
+site=${GPU_CHECK_SITE:-/tmp/site}   # where the kit is installed
 
 if ! "$py" -c "import ray, optuna" 2>/dev/null; then  # (kornia, in the kit too, only bench_augment uses)
   if ! ls .whl/*.whl >/dev/null 2>&1; then
@@ -24,10 +25,10 @@ if ! "$py" -c "import ray, optuna" 2>/dev/null; then  # (kornia, in the kit too,
     exit 2
   fi
   t0=$(date +%s)
-  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-  export PATH=/tmp/site/bin:$PATH
-  echo "gpu_check: installed $(ls .whl/*.whl | wc -l) wheels from .whl/ into /tmp/site in $(( $(date +%s) - t0 )) s"
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl
+  export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+  export PATH=$site/bin:$PATH
+  echo "gpu_check: installed $(ls .whl/*.whl | wc -l) wheels from .whl/ into $site in $(( $(date +%s) - t0 )) s"
 fi
 
 # `import visionsweep` must find this tree (the repository root is the package); never top-level datasets/.
