@@ -45,7 +45,10 @@ def _fit(cfg, arrays, info, device, tmp_path=None):
     return seen
 
 
-def test_fit_in_bf16_channels_last_reaches_the_cpu_accuracy_band(tmp_path):
+@pytest.mark.parametrize("data_on_gpu", [True, False], ids=["data-on-gpu", "pinned"])
+def test_fit_in_bf16_channels_last_reaches_the_cpu_accuracy_band(tmp_path, monkeypatch, data_on_gpu):
+    if not data_on_gpu:
+        monkeypatch.setattr(loop, "GPU_DATA_SHARE", 0.0)  # as for a dataset too big for the GPU
     arrays, info = digits_arrays(classes=(0, 1, 2), size=16)
     cfg = _cfg()
     model, _, _, _ = build_model(cfg, info, device=CUDA, log=lambda m: None)
