@@ -162,7 +162,7 @@ class Batches:
         if self.x.is_cuda:  # indices go up through pinned memory: a pageable copy would sync with the GPU each step
             i = i.pin_memory().to(self.x.device, non_blocking=True)
             return self.x[i], self.y[i]
-        if self.device.type == "cuda":  # pinned host data: indexing it would give a pageable batch (a blocking copy)
+        if self.device.type == "cuda":  # host data: plain indexing gives a pageable batch, whose copy blocks
             return (gather_rows(self.x, i, pin=True).to(self.device, non_blocking=True),
                     gather_rows(self.y, i, pin=True).to(self.device, non_blocking=True))
         return self.x[i], self.y[i]
