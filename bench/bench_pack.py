@@ -175,12 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"GPU sampling: {sampler.source or 'none available (busy % not measured)'}")
     idle = sampler.try_read()
     rows = []
-    last_wall = 0.0
+    per_wave = 0.0  # seconds per wave of trials in the last setting: predicts the next one
     for k in per_gpu:
         trials = max(args.min_trials, args.waves * k) if args.waves else args.trials
         elapsed = time.perf_counter() - t_start
-        if args.time_limit and elapsed + last_wall > args.time_limit:
-            print(f"k={k}: skipped, {elapsed:.0f} s spent and the last setting took {last_wall:.0f} s "
+        expected = per_wave * -(-trials // k)
+        if args.time_limit and elapsed + expected > args.time_limit:
+            print(f"k={k}: skipped, {elapsed:.0f} s spent and it would take about {expected:.0f} s "
                   f"(--time-limit {args.time_limit:g} s)")
             rows.append({"per_gpu": k, "skipped": True})
             continue
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             board = run_sweep(data=data, sc=sc, spec=spec, log=lambda m: None)
             wall = time.perf_counter() - t0
-        last_wall = wall
+        per_wave = wall / -(-trials // k)
         grid = tune.ResultGrid(tune.ExperimentAnalysis(str(tmp / "sweeps" / sc.name)))
         inside = sum(float(r.metrics_dataframe["time_s"].sum()) for r in grid if r.metrics_dataframe is not None)
         epoch_s = [float(v) for r in grid if r.metrics_dataframe is not None for v in r.metrics_dataframe["time_s"]]
