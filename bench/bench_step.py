@@ -18,14 +18,18 @@ On CUDA both sides use bf16 autocast and channels_last (model and input), exactl
 timer synchronises the device. Models start from random init (pretrained=False); 10 classes.
 
     python bench/bench_step.py [--configs resnet18:32:64:64] [--steps 20] [--warmup 3] [--repeats 5]
+                               [--compile off|on|both] [--no-aug-variant]
 
 A config is backbone:source_px:model_px:batch. Default: resnet18:32:64:64 on CPU; on CUDA resnet50:224:224:128
-(bf16) is added.
+(bf16) is added. --compile on applies torch.compile (nn.Module.compile(), default mode) to every variant's
+model alike (the data path and optimizer stay eager); its compile time shows as the first warm-up's seconds.
+Each config's result also goes out as one `GPU_CHECK_RESULT {json}` line (bench/gpu_check.py reads it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -84,12 +88,13 @@ def _mark(device: torch.device) -> float:
 class Bare:
     """The baseline: what someone would write by hand around timm, without visionsweep."""
 
-    def __init__(self, backbone: str, x: np.ndarray, y: np.ndarray, *, size: int, device: torch.device) -> None:
+    def __init__(self, backbone: str, x: np.ndarray, y: np.ndarray, *, size: int, device: torch.device,
+                 num_classes: int = NUM_CLASSES) -> None:
         import timm
 
         self.device, self.size, self.cuda = device, size, device.type == "cuda"
         torch.manual_seed(42)
-        model = timm.create_model(backbone, pretrained=False, num_classes=NUM_CLASSES).to(device)
+        model = timm.create_model(backbone, pretrained=False, num_classes=num_classes).to(device)
         if self.cuda:
             model = model.to(memory_format=torch.channels_last)
         dc = timm.data.resolve_model_data_config(model)
@@ -177,7 +182,8 @@ def parse_config(text: str) -> tuple[str, int, int, int]:
                          f"resnet18:32:64:64") from None
 
 
-def bench_config(backbone: str, src: int, size: int, batch: int, *, args, device: torch.device) -> None:
+def bench_config(backbone: str, src: int, size: int, batch: int, *, args, device: torch.device,
+                 compiled: bool = False) -> dict:
     from visionsweep.trainables.loop import train_shard
 
     per_segment = args.warmup + args.steps
@@ -190,15 +196,21 @@ def bench_config(backbone: str, src: int, size: int, batch: int, *, args, device
         "bare timm + PyTorch": Bare(backbone, x, y, **kw),
         "visionsweep aug=0": Visionsweep(backbone, x, y, batch=batch, aug=0.0, segments=args.repeats,
                                          steps_per_segment=per_segment, **kw),
-        f"visionsweep aug={args.aug:g}": Visionsweep(backbone, x, y, batch=batch, aug=args.aug,
-                                                     segments=args.repeats, steps_per_segment=per_segment, **kw),
     }
+    if args.aug_variant:
+        variants[f"visionsweep aug={args.aug:g}"] = Visionsweep(backbone, x, y, batch=batch, aug=args.aug,
+                                                                segments=args.repeats, steps_per_segment=per_segment,
+                                                                **kw)
+    if compiled:
+        for v in variants.values():
+            v.model.compile()  # in place: parameter names and the optimizer's references stay as they are
     names = list(variants)
+    warm_s = {k: 0.0 for k in names}  # repeat 1's warm-up steps: includes torch.compile's compile time
     cuda = device.type == "cuda"
     per_step = args.interleave == "step" or not cuda  # per-step times exist (a CPU needs no sync to take them)
     # seconds[name][repeat] = the timed steps' seconds (per step), or [the whole segment's seconds]
     seconds: dict[str, list[list[float]]] = {k: [] for k in names}
-    prec = "bf16 autocast, channels_last" if cuda else "fp32"
+    prec = ("bf16 autocast, channels_last" if cuda else "fp32") + (", torch.compile" if compiled else ", eager")
     print(f"\n{backbone}: {src} px uint8 -> {size} px, batch {batch}, {prec}; interleaved by {args.interleave}; "
           f"{args.steps} timed steps after {args.warmup} warm-up per variant and repeat, {args.repeats} repeats")
     for r in range(1, args.repeats + 1):
@@ -209,7 +221,9 @@ def bench_config(backbone: str, src: int, size: int, batch: int, *, args, device
         if args.interleave == "step":  # A B C, B C A, ...: neighbours' bursts of load hit every variant alike
             for _ in range(args.warmup):
                 for k in names:
+                    t = _mark(device)
                     next(gens[k])
+                    warm_s[k] += (_mark(device) - t) if r == 1 else 0.0
             for b in range(args.steps):
                 rot = (r - 1 + b) % len(names)
                 for k in names[rot:] + names[:rot]:
@@ -219,9 +233,11 @@ def bench_config(backbone: str, src: int, size: int, batch: int, *, args, device
         else:  # whole segments, order rotated per repeat; on CUDA a sync only at the segment's ends
             rot = (r - 1) % len(names)
             for k in names[rot:] + names[:rot]:
+                t = _mark(device)
                 for _ in range(args.warmup):
                     next(gens[k])
                 t0 = _mark(device)
+                warm_s[k] += (t0 - t) if r == 1 else 0.0
                 marks = [t0]
                 for _ in range(args.steps):
                     next(gens[k])
@@ -247,8 +263,17 @@ def bench_config(backbone: str, src: int, size: int, batch: int, *, args, device
         step = f" {batch / statistics.median(all_steps(k)):>21.1f}" if per_step else ""
         reps = [rate(rep) for rep in seconds[k]]
         print(f"  {k:<26} {statistics.median(reps):>25.1f} {max(reps):>12.1f}{step}")
+    print(f"  warm-up ({args.warmup} steps, repeat 1{', with compiling' if compiled else ''}): "
+          + ", ".join(f"{k} {warm_s[k]:.1f} s" for k in names))
     base = names[0]
-    for label, k, goal in (("(a) loop overhead", names[1], 0.97), ("(b) with augmentation", names[2], None)):
+    result = {"bench": "step", "backbone": backbone, "source_px": src, "size": size, "batch": batch,
+              "device": torch.cuda.get_device_name(device) if cuda else "cpu", "compile": compiled,
+              "precision": prec, "warmup_s": warm_s,
+              "images_per_s": {k: statistics.median(rate(rep) for rep in seconds[k]) for k in names}}
+    checks = [("(a) loop overhead", names[1], 0.97, "ratio_aug0")]
+    if len(names) > 2:
+        checks.append(("(b) with augmentation", names[2], None, "ratio_aug"))
+    for label, k, goal, key in checks:
         per_repeat = statistics.median(rate(v) / rate(b) for v, b in zip(seconds[k], seconds[base]))
         parts = [f"{per_repeat:.3f} (median of {args.repeats} per-repeat ratios)"]
         primary = per_repeat
@@ -260,9 +285,13 @@ def bench_config(backbone: str, src: int, size: int, batch: int, *, args, device
             primary = paired
         verdict = "" if goal is None else f"   goal >= {goal}: {'met' if primary >= goal else 'NOT met'}"
         print(f"  {label}: {k} / bare images/s = " + ", ".join(parts) + verdict)
+        result[key] = primary
+    print("GPU_CHECK_RESULT " + json.dumps(result))
+    sys.stdout.flush()
+    return result
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default=None,
                         help="comma-separated backbone:source_px:model_px:batch (default resnet18:32:64:64, "
@@ -276,7 +305,15 @@ def main() -> None:
                              "neighbour's load) or every segment of --steps steps (default on CUDA: one sync per "
                              "segment keeps the loop's CPU/GPU overlap)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    parser.add_argument("--compile", choices=("off", "on", "both"), default="off",
+                        help="torch.compile every variant's model (both: eager first, then compiled)")
+    parser.add_argument("--no-aug-variant", dest="aug_variant", action="store_false",
+                        help="leave out the third variant (visionsweep with --aug)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     device = torch.device(args.device)
     args.interleave = args.interleave or ("segment" if device.type == "cuda" else "step")
     configs = args.configs or ("resnet18:32:64:64" + (",resnet50:224:224:128" if device.type == "cuda" else ""))
@@ -285,7 +322,8 @@ def main() -> None:
                                      f"warm-up, per variant, interleaved by {args.interleave} (order rotated); "
                                      f"images/s medians, ratios vs bare")
     for text in configs.split(","):
-        bench_config(*parse_config(text), args=args, device=device)
+        for compiled in {"off": (False,), "on": (True,), "both": (False, True)}[args.compile]:
+            bench_config(*parse_config(text), args=args, device=device, compiled=compiled)
 
 
 if __name__ == "__main__":

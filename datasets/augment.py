@@ -8,6 +8,7 @@ mean/std. Strength 0 is the identity (only resize + normalise).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -31,9 +32,20 @@ def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
     return x_uint8.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+@functools.lru_cache(maxsize=64)
+def _stats(mean: tuple, std: tuple, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Made once per device: a tensor built from a Python list on a GPU is a blocking copy (a host sync per step).
+    return (torch.tensor(mean, dtype=dtype, device=device).view(1, -1, 1, 1),
+            torch.tensor(std, dtype=dtype, device=device).view(1, -1, 1, 1))
+
+
+def stats(mean, std, *, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) as (1, C, 1, 1) tensors on x's device and dtype, cached."""
+    return _stats(tuple(float(v) for v in mean), tuple(float(v) for v in std), like.dtype, like.device)
+
+
 def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    m, s = stats(mean, std, like=x)
     return (x - m) / s
 
 
@@ -104,8 +116,7 @@ def augment(x_uint8: torch.Tensor, *, strength: float, size: int, mean, std, ver
     bright = _uniform(b, -light / 2, light / 2, gen, device).view(b, 1, 1, 1)
     # Lighting ((x - 0.5) * contrast + 0.5 + bright), the clamp to [0, 1] and the normalisation, fused into
     # one multiply-add and one clamp in normalised units: two passes over the batch instead of eight.
-    m_ = torch.as_tensor(mean, dtype=x.dtype, device=device).view(1, -1, 1, 1)
-    s_ = torch.as_tensor(std, dtype=x.dtype, device=device).view(1, -1, 1, 1)
+    m_, s_ = stats(mean, std, like=x)
     scale = contrast / s_
     offset = (0.5 - 0.5 * contrast + bright - m_) / s_
     return torch.addcmul(offset, x, scale).clamp_(min=-m_ / s_, max=(1 - m_) / s_)

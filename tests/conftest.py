@@ -45,11 +45,13 @@ def ray_cluster():
     from visionsweep.trainables.ray_train import TRIAL_RESOURCE, WORKER_ENV
 
     port, dash = _free_port(), _free_port()
-    ray_bin = Path(sys.executable).parent / "ray"
+    ray_bin = [str(Path(sys.executable).parent / "ray")]
+    if not Path(ray_bin[0]).exists():  # Ray installed with `pip --target` (bench/gpu_check.sh): no script beside python
+        ray_bin = [sys.executable, "-m", "ray.scripts.scripts"]
     if not (Path.home() / ".ray" / "auth_token").exists():  # a fresh machine: `ray start` in token mode needs one
-        subprocess.run([str(ray_bin), "get-auth-token", "--generate"], check=True, capture_output=True)
+        subprocess.run([*ray_bin, "get-auth-token", "--generate"], check=True, capture_output=True)
     head = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
+        [*ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
          f'--resources={{"{TRIAL_RESOURCE}": 1}}', "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
          "--include-dashboard=true", "--disable-usage-stats"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

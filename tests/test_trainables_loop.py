@@ -145,3 +145,20 @@ def test_ddp_ranks_agree_and_metrics_cover_the_whole_validation_set():
     assert single["accuracy"] == out[0]["metrics"]["accuracy"]
     for key in ("valid_loss", "log_loss"):  # other eval batch size here: float summation order differs
         assert single[key] == pytest.approx(out[0]["metrics"][key], rel=1e-4)
+
+
+def test_batches_gather_rows_by_index_and_the_staging_copy_matches_plain_indexing():
+    """Batches.get on the CPU and gather_rows (the host gather the pinned CUDA path stages batches through)
+    return exactly data[idx]; tests/test_gpu.py checks the pinned and on-GPU paths themselves."""
+    from visionsweep.trainables.loop import gather_rows
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 4, 5, 3), dtype=np.uint8)
+    y = rng.integers(0, 5, 20).astype(np.int64)
+    data = Batches(x, y, CPU)
+    for idx in (rng.permutation(20)[:7], np.arange(19, -1, -3), np.array([4, 4, 0])):
+        xb, yb = data.get(idx)
+        assert torch.equal(xb, torch.from_numpy(x[idx])) and torch.equal(yb, torch.from_numpy(y[idx]))
+        staged = gather_rows(torch.from_numpy(x), torch.from_numpy(idx), pin=False)
+        assert staged.is_contiguous() and torch.equal(staged, torch.from_numpy(x[idx]))
+        assert torch.equal(gather_rows(torch.from_numpy(y), torch.from_numpy(idx), pin=False), torch.from_numpy(y[idx]))

@@ -144,7 +144,8 @@ def to_device_uint8(x: np.ndarray, device: torch.device) -> torch.Tensor:
         free, _ = torch.cuda.mem_get_info(device)
         if t.numel() < GPU_DATA_SHARE * free:
             return t.to(device)
-        return t.pin_memory()
+    # Too big for the GPU: stays where it is (zero-copy from Ray's object store); Batches.get gathers each
+    # batch into pinned memory instead of pinning a copy of the whole set per worker.
     return t
 
 
@@ -160,8 +161,21 @@ class Batches:
         return int(self.x.shape[0])
 
     def get(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        i = torch.from_numpy(idx).to(self.x.device)
-        return self.x[i].to(self.device, non_blocking=True), self.y[i].to(self.device, non_blocking=True)
+        i = torch.from_numpy(idx)
+        if self.x.is_cuda:  # indices go up through pinned memory: a pageable copy would sync with the GPU each step
+            i = i.pin_memory().to(self.x.device, non_blocking=True)
+            return self.x[i], self.y[i]
+        if self.device.type == "cuda":  # host data: plain indexing gives a pageable batch, whose copy blocks
+            return (gather_rows(self.x, i, pin=True).to(self.device, non_blocking=True),
+                    gather_rows(self.y, i, pin=True).to(self.device, non_blocking=True))
+        return self.x[i], self.y[i]
+
+
+def gather_rows(x: torch.Tensor, i: torch.Tensor, *, pin: bool) -> torch.Tensor:
+    """x[i] written into a fresh (pinned when `pin`) host tensor. Pinned blocks come from torch's caching host
+    allocator, which reuses one only after the asynchronous copy that read it has finished."""
+    out = torch.empty((len(i), *x.shape[1:]), dtype=x.dtype, pin_memory=pin)
+    return torch.index_select(x, 0, i, out=out)
 
 
 class Runner:
