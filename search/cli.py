@@ -138,7 +138,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 _SWEEP_FLAGS = {"name": "name", "storage": "storage", "trials": "trials", "epochs": "epochs",
                 "workers_per_trial": "workers_per_trial", "gpus_per_trial": "gpus_per_trial", "metric": "metric",
-                "time_budget": "time_budget", "max_concurrent": "max_concurrent", "top_k": "top_k"}
+                "time_budget": "time_budget", "max_concurrent": "max_concurrent", "top_k": "top_k",
+                "refit": "refit"}
 
 
 def search_config_from_args(args: argparse.Namespace):
@@ -181,7 +182,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args, base=sweep_spec(str(args.source)))
     predict(source=str(args.source), data=load_dataset(spec), out=args.out, top_k=args.top_k, tta=args.tta,
-            overwrite=args.overwrite)
+            overwrite=args.overwrite, refit=args.refit)
     return 0
 
 
@@ -230,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--time-budget", type=float, help="seconds; no new trials after it")
     g.add_argument("--max-concurrent", type=int, help="trials at once (default: what the cluster fits)")
     g.add_argument("--top-k", type=int, help="leaderboard rows to highlight / predict's default ensemble")
-    g.add_argument("--resume", action="store_true", help="continue an interrupted sweep of this --name")
+    g.add_argument("--refit", type=int, help="retrain the top K configurations on train + valid after the search; "
+                                             "predict uses them (default 1, 0 = off; with --resume a finished sweep "
+                                             "is refit)")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted sweep of this --name (or refit a finished one)")
     g = p.add_argument_group("fixed for every trial (also train: in --config)")
     g.add_argument("--image-size", type=int, help="model input px (default: each backbone's pretrained size)")
     g.add_argument("--batch-size", type=int, help="images per worker per step (default 64)")
@@ -245,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("submission.csv"), help="submission file (default submission.csv)")
     p.add_argument("--top-k", type=int, default=1, help="average the top k trials of a sweep (default 1: the best)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flips (8 dihedral with --vertical-flip)")
+    p.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="a sweep: use the trials' own best checkpoints, not their refit models")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_predict)
 
