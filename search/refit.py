@@ -95,6 +95,7 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
     Computed after the sweep instead of saved by each trial, so the training loop and checkpoints stay as
     they are; it costs one forward pass over the validation set per row."""
     import logging
+    import time
 
     import ray.train
     import torch
@@ -109,6 +110,7 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
                         "checkpoint's validation predictions, recomputed after the sweep without TTA",
               "trials": {}}
     usable = board[board["status"] != "error"].dropna(subset=[f"best_{metric}"])
+    t0 = time.time()
     for row in usable.head(rows).itertuples():
         try:
             result = ray.train.Result.from_path(row.train_run)
@@ -126,6 +128,8 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
             continue
         record["trials"][str(row.trial_id)] = {"value": value, "ci95_lo": lo, "ci95_hi": hi}
     st.write_text(st.join(sweep, NOISE_RECORD), json.dumps(record, indent=1))
+    log(f"noise: {len(record['trials'])} best checkpoint(s) re-predicted {len(y)} validation images on {device.type} "
+        f"in {time.time() - t0:.1f} s -> {NOISE_RECORD}")
     return record
 
 
