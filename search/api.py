@@ -160,15 +160,16 @@ def sweep(data, *, resume: bool = False, log=print, **options) -> SweepResult:
 
 
 def predict(source, data, *, out="submission.csv", top_k: int | None = None, tta: bool = False,
-            overwrite: bool = False, log=print, **options) -> pd.DataFrame:
-    """Predict DATA's test/ with a sweep (its best trial, or the top_k averaged), a `train` run folder or a
-    checkpoint folder; writes the submission validated against sample_submission.csv and returns it."""
+            overwrite: bool = False, refit: bool = True, log=print, **options) -> pd.DataFrame:
+    """Predict DATA's test/ with a sweep (its best trial, or the top_k averaged; their refit models unless
+    refit=False), a `train` run folder or a checkpoint folder; writes the submission validated against
+    sample_submission.csv and returns it."""
     from visionsweep.search.predict import predict as run_predict, sweep_spec
 
     spec_options, _ = _split(options, set(), "predict")
     spec = spec_from_dict({**sweep_spec(str(source)), "root": Path(data), **spec_options})
     return run_predict(source=str(source), data=_load(spec, log), out=Path(out), top_k=top_k or 1, tta=tta,
-                       overwrite=overwrite, log=log)
+                       overwrite=overwrite, refit=refit, log=log)
 
 
 def report(sweep_path, *, out=None, log=print) -> Path:

@@ -107,7 +107,7 @@ _SWEEP_FLAGS = {"name": "name", "storage": "storage", "trials": "trials", "epoch
                 "workers_per_trial": "workers_per_trial", "gpus_per_trial": "gpus_per_trial", "metric": "metric",
                 "time_budget": "time_budget", "max_concurrent": "max_concurrent", "top_k": "top_k",
                 "searcher": "searcher", "early_stopping": "early_stopping", "lr_find": "lr_find",
-                "keep_all": "keep_all"}
+                "keep_all": "keep_all", "refit": "refit"}
 
 
 def sweep_options(args: argparse.Namespace) -> dict:
@@ -128,7 +128,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     api.predict(args.source, args.data, out=args.out, top_k=args.top_k, tta=args.tta, overwrite=args.overwrite,
-                **data_options(args))
+                refit=args.refit, **data_options(args))
     return 0
 
 
@@ -191,7 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep", dest="keep_all", action="store_true", default=None,
                    help="keep every checkpoint with its optimizer state (default: once the sweep ends, the best "
                         "weights of the --top-k trials; unfinished trials keep all they need to resume)")
-    g.add_argument("--resume", action="store_true", help="continue an interrupted sweep of this --name")
+    g.add_argument("--refit", type=int, help="retrain the top K configurations on train + valid after the search; "
+                                             "predict uses them (default 1, 0 = off; with --resume a finished sweep "
+                                             "is refit)")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted sweep of this --name (or refit a finished one)")
     g = p.add_argument_group("fixed for every trial (also train: in --config)")
     g.add_argument("--image-size", type=int, help="model input px (default: each backbone's pretrained size)")
     g.add_argument("--batch-size", type=int, help="images per worker per step (default 64)")
@@ -206,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("submission.csv"), help="submission file (default submission.csv)")
     p.add_argument("--top-k", type=int, default=1, help="average the top k trials of a sweep (default 1: the best)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flips (8 dihedral with --vertical-flip)")
+    p.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="a sweep: use the trials' own best checkpoints, not their refit models")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_predict)
 

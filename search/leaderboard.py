@@ -66,8 +66,16 @@ def to_markdown(board: pd.DataFrame) -> str:
 
 
 def write_leaderboard(board: pd.DataFrame, sweep: str, *, metric: str) -> None:
+    from visionsweep.search.refit import NOISE_RECORD, noise_summary, read_record
+
     st.write_text(st.join(sweep, "leaderboard.csv"), board.to_csv(index=False))
-    st.write_text(st.join(sweep, "leaderboard.md"), f"# Leaderboard ({metric})\n\n" + to_markdown(board))
+    noise = noise_summary(read_record(sweep, NOISE_RECORD), board, metric)
+    notes = (f"{noise[0].upper()}{noise[1:]}. ci95_lo / ci95_hi: the bootstrap 95% interval of best_{metric}.\n\n"
+             if noise else "")
+    if "refit" in board and (board["refit"] != "").any():
+        notes += ("refit: the run that retrained the trial's configuration on all labelled images (train + valid), "
+                  "which `predict` uses.\n\n")
+    st.write_text(st.join(sweep, "leaderboard.md"), f"# Leaderboard ({metric})\n\n" + notes + to_markdown(board))
 
 
 def sweep_leaderboard(sweep: str, *, with_histories: bool = False):
@@ -86,6 +94,9 @@ def sweep_leaderboard(sweep: str, *, with_histories: bool = False):
     configs = {t.trial_id: t.config for t in analysis.trials}
     board = leaderboard(results, metric=info["metric"], mode=info["mode"], train_runs=st.join(sweep, "train_runs"),
                         max_epochs=info["search"]["epochs"], statuses=statuses, configs=configs)
+    from visionsweep.search.refit import annotate
+
+    board = annotate(board, sweep, info["metric"])  # noise.json and refit.json, when the sweep has them
     if not with_histories:
         return board
     histories = {}

@@ -19,10 +19,13 @@ from visionsweep.search.leaderboard import sweep_leaderboard
 from visionsweep.search.sweep import SWEEP_MARKER
 
 
-def resolve_sources(source: str, *, top_k: int) -> list[tuple[str, object]]:
-    """[(label, checkpoint directory or ray.train.Checkpoint)] for a sweep, a `train` run, or a checkpoint."""
+def resolve_sources(source: str, *, top_k: int, refit: bool = True) -> list[tuple[str, object]]:
+    """[(label, checkpoint directory or ray.train.Checkpoint)] for a sweep, a `train` run, or a checkpoint.
+    A sweep's trial is represented by its refit model (trained on train + valid) when it has one and `refit`."""
     if st.exists(st.join(source, SWEEP_MARKER)):
         import ray.train
+
+        from visionsweep.search.refit import refit_checkpoint
 
         info = json.loads(st.read_text(st.join(source, SWEEP_MARKER)))
         board = sweep_leaderboard(source)
@@ -32,10 +35,17 @@ def resolve_sources(source: str, *, top_k: int) -> list[tuple[str, object]]:
         out = []
         logging.getLogger("ray.train").setLevel(logging.ERROR)  # offline reads: no "snapshot ... will be loaded"
         for row in usable.head(top_k).itertuples():
+            ckpt, entry = refit_checkpoint(source, row.trial_id) if refit else (None, None)
+            if ckpt is not None:
+                out.append((f"trial {row.trial_id} {row.backbone} refit on all {entry['train_images']} labelled "
+                            f"images, {entry['epochs']} epochs ({entry['run']}; no held-out score)", ckpt))
+                continue
             result = ray.train.Result.from_path(row.train_run)
             ckpt = result.get_best_checkpoint(info["metric"], info["mode"]) or result.checkpoint
             value = getattr(row, f"best_{info['metric']}")
-            out.append((f"trial {row.trial_id} {row.backbone} ({info['metric']} {value:.4f})", ckpt))
+            why = "--no-refit" if not refit else "refit failed" if entry else "not refit"
+            out.append((f"trial {row.trial_id} {row.backbone} best checkpoint of the sweep ({info['metric']} "
+                        f"{value:.4f}; {why})", ckpt))
         return out
     path = Path(source)
     if (path / "best" / "meta.json").is_file():
@@ -54,7 +64,7 @@ def sweep_spec(source: str) -> dict:
 
 
 def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, overwrite: bool = False,
-            log=print) -> pd.DataFrame:
+            refit: bool = True, log=print) -> pd.DataFrame:
     import torch
 
     from visionsweep.trainables.inference import load_for_inference, predict_probs
@@ -65,7 +75,7 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
     if len(data.test_ids) == 0:
         raise DataError(f"DATA {data.summary['data']} has no test images to predict (no test/ folder)")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sources = resolve_sources(source, top_k=top_k)
+    sources = resolve_sources(source, top_k=top_k, refit=refit)
     probs = []
     with ExitStack() as stack:
         for label, ckpt in sources:

@@ -12,6 +12,7 @@ import pandas as pd
 from visionsweep.datasets import DataError
 from visionsweep.search import storage as st
 from visionsweep.search.leaderboard import sweep_leaderboard, write_leaderboard
+from visionsweep.search.refit import NOISE_RECORD, noise_summary, read_record
 from visionsweep.search.sweep import SWEEP_MARKER
 from visionsweep.trainables.plots import plot_lr_find, plt
 
@@ -40,6 +41,9 @@ def report(sweep: str, *, out: Path | None = None, log=print) -> Path:
             plot_lr_find(curve, out / png)
             files.append(png)
     log(board.drop(columns=["train_run"]).head(top_k * 3).to_string(index=False))
+    noise = noise_summary(read_record(sweep, NOISE_RECORD), board, metric)
+    if noise:
+        log(noise)
     if importance:
         log("parameter importance (Optuna fANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in importance.items()))
     log(f"report: {out}/ ({', '.join(f for f in files if f)})")

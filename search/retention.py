@@ -10,6 +10,7 @@ import pandas as pd
 
 from visionsweep.search import storage as st
 from visionsweep.search.leaderboard import UNFINISHED
+from visionsweep.search.refit import REFIT_RECORD
 from visionsweep.trainables.checkpoint import STATE, WEIGHTS
 
 
@@ -78,4 +79,29 @@ def retain(train_runs: str, board: pd.DataFrame, *, metric: str, mode: str, top_
                     freed += sum(f.stat().st_size for f in ([path] if path.is_file() else path.rglob("*"))
                                  if f.is_file())
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return freed
+
+
+def retain_refits(refit_runs: str) -> int:
+    """A finished refit run keeps only its last checkpoint's weights (what predict loads); one that did not
+    finish keeps everything, so `--resume` continues it. Returns the bytes freed."""
+    if st.is_remote(refit_runs) or not Path(refit_runs).is_dir():
+        return 0
+    freed = 0
+    for run in Path(refit_runs).iterdir():
+        state = _snapshot(run)
+        latest = (state or {}).get("latest_checkpoint_result")
+        total = None
+        config = run.parent.parent / REFIT_RECORD
+        if config.is_file():
+            entry = json.loads(config.read_text()).get(run.name.removeprefix("refit-"), {})
+            total = entry.get("epochs") if entry.get("status") == "done" else None
+        if not latest or total is None or latest.get("metrics", {}).get("epoch", 0) < total:
+            continue
+        for ckpt in run.glob("checkpoint_*"):
+            doomed = ckpt / STATE if ckpt.name == latest["checkpoint_dir_name"] else ckpt
+            if doomed.exists():
+                freed += sum(f.stat().st_size for f in ([doomed] if doomed.is_file() else doomed.rglob("*"))
+                             if f.is_file())
+                shutil.rmtree(doomed) if doomed.is_dir() else doomed.unlink()
     return freed

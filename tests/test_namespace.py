@@ -49,3 +49,8 @@ def test_sweeps_saved_under_the_old_top_level_names_still_unpickle():
         restored = pickle.loads(old)
     assert restored.sc.trials == 3 and type(restored) is _SpaceFn
     assert "search" not in sys.modules and "search.sweep" not in sys.modules  # aliases gone afterwards
+    legacy = pre_namespace_pickles()  # run_sweep enters one instance twice on --resume (restore, then fit)
+    for _ in range(2):
+        with legacy:
+            assert pickle.loads(old).sc.trials == 3
+    assert "search" not in sys.modules

@@ -47,7 +47,7 @@ def test_ctrl_c_then_kill_then_resume_completes_every_trial_once(ray_cluster, tm
     storage = tmp_path / "sweeps"
     args = ["sweep", data, "--name", "r1", "--storage", storage, "--trials", "4", "--epochs", "2",
             "--backbones", "test_resnet", "--image-size", "16", "--batch-size", "32", "--no-pretrained", "--cpu",
-            "--max-concurrent", "1"]
+            "--max-concurrent", "1", "--refit", "0"]  # refit (and its resume): test_search_refit
 
     # 1. Ctrl-C while the first trial trains: a clean stop within seconds, exit 130, how to resume.
     sweep = Sweep(args)

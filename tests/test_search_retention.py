@@ -38,3 +38,18 @@ def test_ended_trials_keep_best_weights_of_the_top_k_and_unfinished_trials_keep_
     }, left                                          # c (3rd) and the failed e: weights gone; d resumes
     assert (runs["c"] / "checkpoint_1" / "meta.json").is_file()  # the history stays for curves and the report
     assert freed == (1000 + 2000 + 10) * 2 + 2000 + (1000 + 2000 + 10) + 2000 + 3000 + 3000
+
+
+def test_a_finished_refit_keeps_its_last_weights_and_an_unfinished_one_everything(tmp_path):
+    from visionsweep.search.retention import retain_refits
+
+    runs = tmp_path / "refit_runs"
+    done, broken = _run(runs, "a", [0.9, 0.95]), _run(runs, "b", [0.9])
+    for run in (done, broken):
+        run.rename(run.with_name(run.name.replace("train-", "refit-")))
+    (tmp_path / "refit.json").write_text(json.dumps({"a": {"status": "done", "epochs": 2},
+                                                     "b": {"status": "error", "epochs": 2}}))
+    retain_refits(str(runs))
+    left = {str(p.relative_to(runs)) for p in runs.rglob("*") if p.is_file() and p.suffix != ".json"}
+    assert left == {"refit-a/checkpoint_2/model.safetensors",
+                    "refit-b/checkpoint_1/model.safetensors", "refit-b/checkpoint_1/train_state.pt"}, left

@@ -40,7 +40,8 @@ def sweep(ray_cluster, binary_data, tmp_path_factory):
         name="e2e", storage=str(tmp_path_factory.mktemp("sweeps")), trials=5, epochs=3, seed=10, max_concurrent=1,
         backbones=("test_resnet", "test_efficientnet_gn", "test_efficientnet"),
         lr_ranges={"test_resnet": [3e-3, 1e-2], "test_efficientnet_gn": [1e-9, 2e-9], "test_efficientnet": [1e6, 2e6]},
-        train={"image_size": 16, "batch_size": 32, "pretrained": False, "max_failures": 0}, top_k=2)
+        train={"image_size": 16, "batch_size": 32, "pretrained": False, "max_failures": 0}, top_k=2,
+        refit=0)  # refit: test_search_refit
     board = run_sweep(data=data, sc=sc, spec=spec, log=print)
     return sc, board, f"{sc.storage}/{sc.name}"
 
