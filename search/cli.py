@@ -247,6 +247,10 @@ def quiet_console(verbose: bool) -> None:
         return
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    if not os.environ.get("RAY_ADDRESS"):
+        # A private local cluster: token auth is Ray 2.60's default there, and saying so explicitly (before ray
+        # is imported: the driver reads the mode then) keeps it on and spares the console Ray's notice about it.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import warnings
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)

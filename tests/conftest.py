@@ -90,3 +90,15 @@ def run_cli(*args, env: dict | None = None, timeout: float = 600, cwd=None) -> s
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "visionsweep.search.cli", *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)
+
+
+def build_wheel(tmp_path: Path) -> Path:
+    """The project as a wheel, built from a copy of the tree (pip builds in the source folder: build/, egg-info)."""
+    import shutil
+
+    src, dist = tmp_path / "wheel-src", tmp_path / "dist"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", ".whl", "build", "*.egg-info",
+                                                             "__pycache__", "visionsweep-demo", "sweeps", "runs"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+                    "--no-build-isolation", "-w", str(dist), str(src)], check=True, capture_output=True)
+    return next(dist.glob("visionsweep-*.whl"))

@@ -5,7 +5,7 @@ import pickle
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import build_wheel
 
 
 def _foreign(site, name: str) -> None:
@@ -14,11 +14,9 @@ def _foreign(site, name: str) -> None:
 
 
 def test_the_wheel_installs_beside_a_package_that_owns_datasets(tmp_path):
-    wheels, site, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "work"
+    site, work = tmp_path / "site", tmp_path / "work"
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)], check=True,
-                   capture_output=True)
-    wheel = next(wheels.glob("visionsweep-*.whl"))
+    wheel = build_wheel(tmp_path)
     subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], check=True,
                    capture_output=True)
     for name in ("datasets", "search", "trainables"):

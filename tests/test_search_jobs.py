@@ -1,7 +1,6 @@
 """A sweep submitted as a Ray job through the Jobs API of a `ray start --head` cluster, as on a real cluster."""
 
 import os
-import subprocess
 import sys
 import time
 
@@ -9,7 +8,7 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import ROOT
+from conftest import ROOT, build_wheel
 
 from digits import digits_csv_folder
 
@@ -27,9 +26,7 @@ def test_sweep_as_a_ray_job_succeeds_and_leaves_results_in_storage(ray_cluster, 
     data = digits_csv_folder(tmp_path / "c" / "data")
     storage = tmp_path / "sweeps"
     # As the README ships the current code to a cluster: a wheel in the job's py_modules.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
-    wheel = next((tmp_path / "dist").glob("visionsweep-*.whl"))
+    wheel = build_wheel(tmp_path)
     client = JobSubmissionClient(os.environ["VISIONSWEEP_TEST_DASHBOARD"])  # adds the token (RAY_AUTH_MODE=token)
     entrypoint = (f"{sys.executable} -c 'import visionsweep; print(\"visionsweep from\", visionsweep.__file__)' && "
                   f"{sys.executable} -m visionsweep sweep {data} --name job1 --storage {storage} --trials 2 "

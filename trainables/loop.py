@@ -260,7 +260,7 @@ def fit(model: nn.Module, *, cfg: TrainConfig, task: Task, train: Batches, valid
         start_epoch = int(resume["epoch"]) + 1
         log(f"resumed after epoch {resume['epoch']} of {cfg.total_epochs}")
     if dist.rank == 0 and start_epoch == 1:
-        log(format_header(task))
+        log(format_header(task, smoothing=cfg.label_smoothing > 0))
     for epoch in range(start_epoch, cfg.total_epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -285,7 +285,7 @@ def fit(model: nn.Module, *, cfg: TrainConfig, task: Task, train: Batches, valid
         history.append(metrics)
         step_losses += losses.cpu().tolist()
         if dist.rank == 0:
-            log(format_row(metrics, task))
+            log(format_row(metrics, task, smoothing=cfg.label_smoothing > 0))
 
         def save(path: str, _epoch=epoch) -> None:
             write_checkpoint(path, model=unwrap(model), optimizer=opt, epoch=_epoch, history=history,
@@ -295,20 +295,22 @@ def fit(model: nn.Module, *, cfg: TrainConfig, task: Task, train: Batches, valid
     return history
 
 
-_COLUMNS = ["epoch", "train_loss", "valid_loss", "accuracy", "error_rate", "auc", "log_loss", "time_s"]
+# fastai's table, less the columns that repeat others: error_rate is 1 - accuracy, and log_loss equals
+# valid_loss unless label smoothing is on (then valid_loss is the smoothed loss and log_loss the comparable one).
+_COLUMNS = ["epoch", "train_loss", "valid_loss", "accuracy", "auc", "log_loss", "time_s"]
 
 
-def _columns(task: Task) -> list[str]:
-    return [c for c in _COLUMNS if c != "auc" or task.positive_index is not None]
+def _columns(task: Task, smoothing: bool) -> list[str]:
+    return [c for c in _COLUMNS if (c != "auc" or task.positive_index is not None) and (c != "log_loss" or smoothing)]
 
 
-def format_header(task: Task) -> str:
-    return "  ".join(f"{c:>10}" for c in _columns(task))
+def format_header(task: Task, *, smoothing: bool = False) -> str:
+    return "  ".join(f"{c:>10}" for c in _columns(task, smoothing))
 
 
-def format_row(metrics: dict, task: Task) -> str:
+def format_row(metrics: dict, task: Task, *, smoothing: bool = False) -> str:
     cells = []
-    for c in _columns(task):
+    for c in _columns(task, smoothing):
         v = metrics[c]
         cells.append(f"{v:>10d}" if c == "epoch" else f"{v:>10.2f}" if c == "time_s" else f"{v:>10.4f}")
     return "  ".join(cells)

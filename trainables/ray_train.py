@@ -127,9 +127,6 @@ def ensure_ray(*, num_cpus: int | None = None, log=print, log_to_driver: bool = 
         if os.environ.get("RAY_ADDRESS"):  # a cluster (or `ray job submit`, which sets it)
             ctx = ray.init(**common)
         else:  # a private local cluster: never an unrelated `ray start` instance found on this machine
-            # Token auth is Ray 2.60's default for local clusters; saying so explicitly keeps it on and spares the
-            # console Ray's "token authentication is enabled" notice.
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
             port = _dashboard_port()
             # Train's placement-group cleaner finds the state API by "auto" address, i.e. the last `ray start`
             # cluster's file in /tmp/ray, which may be another (or a dead) cluster: point it at this one.
