@@ -127,14 +127,21 @@ def ensure_ray(*, num_cpus: int | None = None, log=print, log_to_driver: bool = 
         if os.environ.get("RAY_ADDRESS"):  # a cluster (or `ray job submit`, which sets it)
             ctx = ray.init(**common)
         else:  # a private local cluster: never an unrelated `ray start` instance found on this machine
-            port = _dashboard_port()
-            # Train's placement-group cleaner finds the state API by "auto" address, i.e. the last `ray start`
-            # cluster's file in /tmp/ray, which may be another (or a dead) cluster: point it at this one.
-            api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
-            common["runtime_env"] = {"env_vars": {**worker_env, **api}}
-            os.environ.update(api)
-            ctx = ray.init(address="local", num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0},
-                           include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, **common)
+            for attempt in range(3):  # a free port may be taken by another process before Ray binds it
+                port = _dashboard_port(preferred=8265 if attempt == 0 else 0)
+                # Train's placement-group cleaner finds the state API by "auto" address, i.e. the last `ray start`
+                # cluster's file in /tmp/ray, which may be another (or a dead) cluster: point it at this one.
+                api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+                common["runtime_env"] = {"env_vars": {**worker_env, **api}}
+                os.environ.update(api)
+                try:
+                    ctx = ray.init(address="local", num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0},
+                                   include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, **common)
+                    break
+                except Exception as err:
+                    if "port" not in str(err).lower() or attempt == 2:
+                        raise
+                    ray.shutdown()
         DASHBOARD_URL = ctx.dashboard_url
         tighten_token_file(log=log)
     return ray.cluster_resources()
