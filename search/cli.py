@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from visionsweep.datasets import DataError, spec_from_dict
+from visionsweep.datasets.ownership import check_outside
 
 EXIT_BAD_INPUT = 2
 
@@ -118,6 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from visionsweep.trainables.ray_train import run_training
 
     spec = spec_from_args(args)
+    check_outside(args.out, spec.root, "--out")
     cfg = train_config_from_args(args)
     data = load_dataset(spec)
     run_training(data=data, cfg=cfg, out_dir=args.out, valid_pct=spec.valid_pct, split_seed=spec.seed,
@@ -130,6 +132,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from visionsweep.trainables.ray_train import run_lr_find_job
 
     spec = spec_from_args(args)
+    check_outside(args.out, spec.root, "--out")
     cfg = train_config_from_args(args)
     run_lr_find_job(data=load_dataset(spec), cfg=cfg, valid_pct=spec.valid_pct, split_seed=spec.seed,
                     out_png=args.out)
@@ -170,6 +173,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from visionsweep.search.sweep import run_sweep
 
     sc, spec = search_config_from_args(args)
+    check_outside(sc.storage, spec.root, "--storage")
     data = load_dataset(spec)
     run_sweep(data=data, sc=sc, spec=spec, resume=args.resume)
     return 0
@@ -180,6 +184,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from visionsweep.search.predict import predict, sweep_spec
 
     spec = spec_from_args(args, base=sweep_spec(str(args.source)))
+    check_outside(args.out, spec.root, "--out")
     predict(source=str(args.source), data=load_dataset(spec), out=args.out, top_k=args.top_k, tta=args.tta,
             overwrite=args.overwrite)
     return 0
