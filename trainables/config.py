@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from visionsweep.datasets import DataError
@@ -36,6 +37,12 @@ class TrainConfig:
     max_failures: int = 2             # Ray Train restarts of a failed worker group, from the latest checkpoint
 
     def __post_init__(self) -> None:
+        # inf / nan pass every comparison below that is written as "not too small" and then make the loss NaN
+        # inside a worker (after Ray started, and retried as if a worker had died): rejected here by flag.
+        for name, flag in _FLOAT_FLAGS.items():
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise DataError(f"{flag} must be a finite number, got {value}")
         checks = [
             (self.max_lr > 0, f"--max-lr must be > 0, got {self.max_lr}"),
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
@@ -46,6 +53,10 @@ class TrainConfig:
              f"--image-size must be between 16 and 1024 px, got {self.image_size}"),
             (0.0 <= self.aug <= 1.0, f"--aug must be in [0, 1], got {self.aug}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (self.weight_decay * self.max_lr < 1,
+             f"--weight-decay {self.weight_decay:g} x --max-lr {self.max_lr:g} must be < 1 (AdamW shrinks every "
+             f"weight by that fraction each step; >= 1 flips their sign and training diverges); lower "
+             f"--weight-decay (typical 0.01-0.1)"),
             (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (0.0 < self.pct_start < 1.0, f"pct_start must be in (0, 1), got {self.pct_start}"),
             (self.div > 1 and self.final_div > 1, "div and final_div must be > 1"),
@@ -63,6 +74,10 @@ class TrainConfig:
         return self.freeze_epochs + self.epochs
 
 
+_FLOAT_FLAGS = {"max_lr": "--max-lr", "weight_decay": "--weight-decay", "aug": "--aug", "body_lr_div": "body_lr_div",
+               "label_smoothing": "label_smoothing", "pct_start": "pct_start", "div": "div", "final_div": "final_div",
+               "mom_max": "mom_max", "mom_min": "mom_min", "cpus_per_worker": "cpus_per_worker",
+               "gpus_per_worker": "gpus_per_worker"}
 METRICS = ("auto", "accuracy", "auc", "log_loss", "valid_loss", "error_rate")
 METRIC_MODES = {"accuracy": "max", "auc": "max", "log_loss": "min", "valid_loss": "min", "error_rate": "min"}
 
