@@ -232,8 +232,7 @@ def test_trailing_commas_in_every_row_are_read(pristine, tmp_path):
 @pytest.mark.parametrize("flags, words", [
     (["--max-lr", "inf"], ["--max-lr must be a finite number"]),
     (["--weight-decay", "inf"], ["--weight-decay must be a finite number"]),
-    (["--weight-decay", "1e4"], ["--weight-decay 10000"]),
-], ids=["max-lr-inf", "weight-decay-inf", "weight-decay-huge"])
+], ids=["max-lr-inf", "weight-decay-inf"])
 def test_train_flags_that_would_go_nan_are_refused(pristine, tmp_path, flags, words):
     out = tmp_path / "run"
     res = run_cli("train", pristine, "--backbone", "test_resnet", "--cpu", "--out", out, *flags)

@@ -53,10 +53,6 @@ class TrainConfig:
              f"--image-size must be between 16 and 1024 px, got {self.image_size}"),
             (0.0 <= self.aug <= 1.0, f"--aug must be in [0, 1], got {self.aug}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (self.weight_decay * self.max_lr < 1,
-             f"--weight-decay {self.weight_decay:g} x --max-lr {self.max_lr:g} must be < 1 (AdamW shrinks every "
-             f"weight by that fraction each step; >= 1 flips their sign and training diverges); lower "
-             f"--weight-decay (typical 0.01-0.1)"),
             (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (0.0 < self.pct_start < 1.0, f"pct_start must be in (0, 1), got {self.pct_start}"),
             (self.div > 1 and self.final_div > 1, "div and final_div must be > 1"),
