@@ -33,7 +33,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", type=Path, help="decoded-image cache (default $VISIONSWEEP_CACHE or "
                                                   "~/.cache/visionsweep)")
     g.add_argument("--valid-pct", type=float, help="random stratified holdout when there is no valid/ (default 0.2)")
-    g.add_argument("--seed", type=int, help="split and training seed (default 42)")
+    g.add_argument("--seed", type=int, help="split and training seed (default 42); in `sweep` also every trial's "
+                                            "training and the TPE sampler")
 
 
 _DATA_FLAGS = {"data": "root", "layout": "layout", "train_csv": "train_csv", "id_col": "id_col",
@@ -156,6 +157,9 @@ def search_config_from_args(args: argparse.Namespace):
         values["backbones"] = [b.strip() for b in args.backbones.split(",") if b.strip()]
     fixed = {k: getattr(args, k) for k in ("image_size", "batch_size", "pretrained", "weights")
              if getattr(args, k, None) is not None}
+    if args.seed is not None:  # one seed for the whole sweep: split (below), every trial's training, the sampler
+        values["seed"] = args.seed
+        fixed["seed"] = args.seed
     if fixed:
         values["train"] = {**(values.get("train") or {}), **fixed}
     if args.cpu:
@@ -181,11 +185,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from visionsweep.datasets.load import load_dataset
-    from visionsweep.search.predict import predict, sweep_spec
+    from visionsweep.search.predict import default_top_k, predict, sweep_spec
 
     spec = spec_from_args(args, base=sweep_spec(str(args.source)))
+    top_k = args.top_k if args.top_k is not None else default_top_k(str(args.source))
+    if top_k < 1:
+        raise DataError(f"--top-k must be >= 1, got {top_k}")
     check_outside(args.out, spec.root, "--out")
-    predict(source=str(args.source), data=load_dataset(spec), out=args.out, top_k=args.top_k, tta=args.tta,
+    predict(source=str(args.source), data=load_dataset(spec), out=args.out, top_k=top_k, tta=args.tta,
             overwrite=args.overwrite)
     return 0
 
@@ -248,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a sweep folder (storage/name), a `train` run folder, or a checkpoint folder")
     add_data_args(p)
     p.add_argument("--out", type=Path, default=Path("submission.csv"), help="submission file (default submission.csv)")
-    p.add_argument("--top-k", type=int, default=1, help="average the top k trials of a sweep (default 1: the best)")
+    p.add_argument("--top-k", type=int, help="average the top k trials of a sweep (default: the sweep's top_k, "
+                                             "3 unless its config set another; 1 is the best trial alone)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flips (8 dihedral with --vertical-flip)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_predict)

@@ -51,8 +51,11 @@ CASES = [
     ("fractional-gpus-with-ddp", None, ["--gpus-per-trial", "0.5", "--workers-per-trial", "2", "-cpu"],
      ["--workers-per-trial 1"]),
     ("cpu-and-gpus", None, ["--gpus-per-trial", "1"], ["--cpu and --gpus-per-trial 1 contradict"]),
+    ("train-option-every-trial-rejects", None, ["--config", "{cfg}"], ["--batch-size must be >= 2", "test_resnet"]),
+    ("train-key-the-sweep-owns", None, ["--config", "{cfg}"], ["workers is set by the sweep", "--workers-per-trial"]),
 ]
-YAML = {"bad-lr-range": "lr_range: [0.1, 0.001]\n", "yaml-unknown-key": "learning_rate: 0.1\n"}
+YAML = {"bad-lr-range": "lr_range: [0.1, 0.001]\n", "yaml-unknown-key": "learning_rate: 0.1\n",
+        "train-option-every-trial-rejects": "train: {batch_size: 1}\n", "train-key-the-sweep-owns": "train: {workers: 2}\n"}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,61 @@
+"""Sweep options checked before Ray starts (issue 11): every trial's TrainConfig, keys the sweep owns, --seed
+reaching training and the sampler, and predict's default --top-k from the sweep."""
+
+import json
+
+import pytest
+
+from visionsweep.datasets import DataError
+from visionsweep.search.cli import build_parser, search_config_from_args
+from visionsweep.search.config import SearchConfig
+from visionsweep.search.predict import default_top_k
+
+
+@pytest.mark.parametrize("train, words", [
+    ({"batch_size": 1}, ["--batch-size must be >= 2", "backbone resnet18"]),
+    ({"label_smoothing": 2.0}, ["label_smoothing must be in [0, 1)"]),
+    ({"pct_start": 0}, ["pct_start must be in (0, 1)"]),
+])
+def test_a_bad_train_option_is_one_error_not_n_failed_trials(train, words):
+    with pytest.raises(DataError) as err:
+        SearchConfig(name="s", backbones=("resnet18", "test_resnet"), train=train)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_the_edges_of_every_searched_range_are_checked():
+    with pytest.raises(DataError, match="batch_size 1"):
+        SearchConfig(name="s", batch_sizes=(32, 1))
+    with pytest.raises(DataError, match="--image-size must be between 16 and 1024"):
+        SearchConfig(name="s", image_sizes=(64, 8))
+    SearchConfig(name="s", batch_sizes=(16, 32), image_sizes=(32, 64), weight_decay_range=(1e-4, 0.1),
+                 freeze_epochs=(0, 1), lr_ranges={"resnet18": [1e-4, 1e-3]})
+
+
+@pytest.mark.parametrize("key, flag", [("workers", "--workers-per-trial"), ("metric", "--metric"),
+                                       ("use_gpu", "--cpu"), ("cpus_per_worker", "cpus_per_worker:")])
+def test_keys_the_sweep_owns_are_refused_naming_the_flag(key, flag):
+    with pytest.raises(DataError, match=f"{key} is set by the sweep, use {flag}"):
+        SearchConfig(name="s", train={key: {"workers": 2, "metric": "accuracy", "use_gpu": True,
+                                            "cpus_per_worker": 2.0}[key]})
+
+
+def test_seed_reaches_the_split_every_trial_and_the_sampler(tmp_path):
+    args = build_parser().parse_args(["sweep", str(tmp_path), "--name", "s", "--seed", "7"])
+    sc, spec = search_config_from_args(args)
+    assert spec.seed == 7 and sc.seed == 7 and sc.train["seed"] == 7
+    from visionsweep.search.space import trial_train_config
+
+    cfg = trial_train_config(sc, {"backbone": "resnet18", "max_lr": {"resnet18": 1e-3}, "aug": 0.1},
+                             use_gpu=False, gpus_per_worker=1.0)
+    assert cfg.seed == 7
+
+
+def test_predict_top_k_defaults_to_the_sweeps_top_k(tmp_path):
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text(json.dumps({"visionsweep_sweep": True, "search": {"top_k": 4}}))
+    assert default_top_k(str(sweep)) == 4
+    assert default_top_k(str(tmp_path / "a-run")) == 1
+    args = build_parser().parse_args(["predict", str(sweep), str(tmp_path)])
+    assert args.top_k is None
