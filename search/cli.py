@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 from visionsweep.datasets import DataError, spec_from_dict
+from visionsweep.datasets.errors import RunFailed
 from visionsweep.datasets.ownership import check_outside
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1  # the command ran, but produced nothing usable (every trial of a sweep failed)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -281,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         print(f"visionsweep {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunFailed as err:
+        print(f"visionsweep {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt as err:  # includes search.sweep.SweepInterrupted, whose message says how to resume
         print(f"visionsweep {args.command}: {err or 'interrupted'}", file=sys.stderr)
         return 130

@@ -59,3 +59,32 @@ def test_predict_top_k_defaults_to_the_sweeps_top_k(tmp_path):
     assert default_top_k(str(tmp_path / "a-run")) == 1
     args = build_parser().parse_args(["predict", str(sweep), str(tmp_path)])
     assert args.top_k is None
+
+
+def test_a_sweep_without_a_usable_trial_fails_with_one_message():
+    import math
+
+    import pandas as pd
+
+    from visionsweep.datasets.errors import RunFailed
+    from visionsweep.search.sweep import check_usable
+
+    board = pd.DataFrame({"trial_id": ["a", "b"], "best_auc": [math.nan, math.nan], "status": ["error", "error"],
+                          "error": ["ValueError: loss is nan", "ValueError: loss is nan"]})
+    with pytest.raises(RunFailed, match="no trial of the sweep produced a auc: 2 trial.s., 2 failed; the first error: "
+                                        "ValueError: loss is nan"):
+        check_usable(board, metric="auc", path="/s")
+    board.loc[1, "best_auc"] = 0.9
+    check_usable(board, metric="auc", path="/s")
+
+
+def test_the_command_line_turns_a_failed_run_into_exit_1(monkeypatch, capsys):
+    from visionsweep.datasets.errors import RunFailed
+    from visionsweep.search import cli
+
+    def fail(args):
+        raise RunFailed("no trial of the sweep produced a auc")
+
+    monkeypatch.setattr(cli, "cmd_report", fail)
+    assert cli.main(["report", "x"]) == 1
+    assert capsys.readouterr().err.count("error:") == 1
