@@ -88,3 +88,22 @@ def test_the_command_line_turns_a_failed_run_into_exit_1(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_report", fail)
     assert cli.main(["report", "x"]) == 1
     assert capsys.readouterr().err.count("error:") == 1
+
+
+def test_parameter_importance_needs_enough_finished_trials():
+    import pandas as pd
+
+    from visionsweep.search.report import MIN_IMPORTANCE_TRIALS, param_importance
+
+    search = {"lr_range": [1e-4, 1e-2], "lr_ranges": {}, "backbones": ["resnet18", "tf_efficientnet_lite0"],
+              "aug_range": [0.0, 0.6]}
+
+    def board(n):
+        return pd.DataFrame({"backbone": ["resnet18", "tf_efficientnet_lite0"] * (n // 2),
+                             "max_lr": [1e-3 * (1 + i % 5) for i in range(n)], "aug": [0.1 * (i % 6) for i in range(n)],
+                             "best_accuracy": [0.95 if i % 2 == 0 else 0.3 + 0.01 * i for i in range(n)],
+                             "status": ["done"] * n})
+
+    assert param_importance(board(6), "accuracy", "max", search) is None  # the demo's 6 trials: not meaningful
+    found = param_importance(board(MIN_IMPORTANCE_TRIALS + 4), "accuracy", "max", search)
+    assert found is not None and max(found, key=found.get) == "backbone"
