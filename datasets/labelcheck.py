@@ -86,7 +86,7 @@ def check_classes(train: list[tuple[Path, str]], valid: list[tuple[Path, str]] |
     n = len(train)
     singles = [c for c, k in counts.items() if k == 1]
     valid_counts = Counter(lab for _, lab in (valid or []))
-    if len(counts) > 2 and len(singles) * 2 > n:
+    if layout != "folders" and len(counts) > 2 and len(singles) * 2 > n:  # class folders are explicit
         found = f"{len(counts)} classes from {n} images, {len(singles)} of them with a single image"
         if layout == "filenames":
             csvs = sorted(p.name for p in root.glob("*.csv") if p.name != sample_csv)

@@ -241,8 +241,9 @@ def _list_csv(spec: DatasetSpec, warnings: list[str]):
         if path is None and "/" in i and _inside(train_dir / i, train_dir) and os.path.isfile(train_dir / i):
             path = train_dir / i  # ids with sub-folders (never outside train/: "/etc/x" or "../x")
         if path is None:
-            hint = near_misses(i, files, by_stem)
-            if hint is None and "/" in i and os.path.isfile(train_dir / i):
+            # hints for the lines the message shows (each one scans the folder's names)
+            hint = near_misses(i, files, by_stem) if len(missing) < 10 else None
+            if hint is None and len(missing) < 10 and "/" in i and os.path.isfile(train_dir / i):
                 hint = f"found {spec.train_dir}/{i}, but it leads outside {spec.train_dir}/ (a symlinked folder?)"
             missing.append(f"line {r}: {i}" + (f" ({hint})" if hint else ""))
         elif path in line_of:
@@ -358,8 +359,10 @@ def _list_test(spec: DatasetSpec, id_style: str, warnings: list[str]):
     by_stem = {p.stem: p for p in files}
     index = by_name if sum(i in by_name for i in sample_ids) >= sum(i in by_stem for i in sample_ids) else by_stem
     lines = csv_line_numbers(sample_path, len(sample)) or [r + 2 for r in range(len(sample))]
-    missing = [f"line {r}: {i}" + (f" ({h})" if (h := near_misses(i, files, _stems(files))) else "")
-               for r, i in zip(lines, sample_ids) if i not in index]
+    stems = _stems(files)
+    missing = [f"line {r}: {i}" for r, i in zip(lines, sample_ids) if i not in index]
+    missing = [m + (f" ({h})" if n < 10 and (h := near_misses(m.split(": ", 1)[1], files, stems)) else "")
+               for n, m in enumerate(missing)]
     extra = sorted(set(index) - set(sample_ids))
     if missing or extra or len(index) != len(files):
         parts = []
