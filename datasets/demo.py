@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from visionsweep.datasets import ownership
 from visionsweep.datasets.errors import DataError
 from visionsweep.datasets.split import stratified_split
 
-MARKER = ".visionsweep-demo.json"
+LEGACY_MARKER = ".visionsweep-demo.json"  # demo folders before datasets/ownership.py
 DEMO_VERSION = 1
 
 
@@ -28,19 +29,25 @@ def build_demo(out: Path, *, size: int = 32, test_pct: float = 0.2, seed: int = 
     from sklearn.datasets import load_digits
 
     out = Path(out).expanduser().resolve()
-    marker = out / MARKER
     stamp = {"version": DEMO_VERSION, "size": size, "test_pct": test_pct, "seed": seed}
-    if marker.is_file():
-        try:
-            found = json.loads(marker.read_text())
-        except ValueError:
-            found = None
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out} is a file; choose a folder for --out (nothing was written)")
+    kind = ownership.folder_kind(out)
+    if kind == "demo":
+        found = ownership.marker(out) or {}
+        found.pop("visionsweep", None)
+        if not found:  # a demo folder from before the ownership marker
+            try:
+                found = json.loads((out / LEGACY_MARKER).read_text())
+            except (OSError, ValueError):
+                found = None
         if found == stamp:
             return out / "data"
         raise DataError(f"{out} holds a visionsweep demo built with other options ({found}, asked for {stamp}); "
                         f"delete it or choose another --out (nothing was written)")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out} is a file; choose a folder for --out (nothing was written)")
+    if kind is not None:
+        raise DataError(f"{out} holds a visionsweep {kind}, not a demo folder; choose another --out "
+                        f"(nothing was written)")
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} exists and is not a visionsweep demo folder; choose another --out "
                         f"(nothing was written)")
@@ -63,7 +70,7 @@ def build_demo(out: Path, *, size: int = 32, test_pct: float = 0.2, seed: int = 
     pd.DataFrame({"id": [names[i] for i in test_idx], "label": 0}).to_csv(data / "sample_submission.csv", index=False)
     pd.DataFrame({"id": [names[i] for i in test_idx], "label": labels[test_idx]}).to_csv(
         tmp / "solution.csv", index=False)
-    (tmp / MARKER).write_text(json.dumps(stamp))
+    ownership.write_marker(tmp, "demo", **stamp)
     if out.exists():
         out.rmdir()  # empty, checked above
     os.replace(tmp, out)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from visionsweep.datasets.errors import DataError, bullet_list
+from visionsweep.datasets.labelcheck import check_classes, check_csv_labels, csv_line_numbers, near_misses
 from visionsweep.datasets.spec import DatasetSpec
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -49,6 +50,17 @@ def _list_dir(folder: Path, root: Path) -> list[os.DirEntry]:
                         f"(chmod +rx) and run again") from None
     except NotADirectoryError:
         raise DataError(f"{_rel(folder, root)} is a file, expected a folder of images") from None
+    except OSError as err:  # a symlink loop (ELOOP), a dangling mount, ...
+        raise DataError(f"cannot list folder {_rel(folder, root)}: {err.strerror or err}; fix or remove it") from None
+
+
+def _entry_is(entry: os.DirEntry, kind: str, root: Path) -> bool:
+    """entry.is_file() / is_dir(), with a symlink loop reported by name instead of a traceback."""
+    try:
+        return entry.is_file() if kind == "file" else entry.is_dir()
+    except OSError as err:
+        raise DataError(f"{_rel(Path(entry.path), root)} cannot be followed ({err.strerror or err}: a symlink loop?); "
+                        f"remove or fix the link") from None
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -72,7 +84,7 @@ def _files_in(folder: Path, root: Path, warnings: list[str]) -> list[Path]:
     for entry in _list_dir(folder, root):
         if entry.name.startswith("."):
             continue
-        if entry.is_file():
+        if _entry_is(entry, "file", root):
             (images if is_image(Path(entry.name)) else others).append(Path(entry.path))
     if others:
         warnings.append(f"{len(others)} non-image file(s) in {_rel(folder, root)}/ ignored "
@@ -82,7 +94,18 @@ def _files_in(folder: Path, root: Path, warnings: list[str]) -> list[Path]:
 
 
 def _subdirs(folder: Path, root: Path) -> list[Path]:
-    return [Path(e.path) for e in _list_dir(folder, root) if e.is_dir() and not e.name.startswith(".")]
+    return [Path(e.path) for e in _list_dir(folder, root) if not e.name.startswith(".") and _entry_is(e, "dir", root)]
+
+
+def _nested_images(folder: Path, root: Path) -> list[Path]:
+    """Images in sub-folders of `folder` (any depth, symlinks not followed): the layouts read only one level,
+    and an image that is there but not read must never go unmentioned."""
+    found = []
+    for sub in _subdirs(folder, root):
+        for dirpath, dirnames, filenames in os.walk(sub, followlinks=False):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            found += [Path(dirpath) / f for f in sorted(filenames) if is_image(Path(f)) and not f.startswith(".")]
+    return found
 
 
 def sort_classes(labels) -> list[str]:
@@ -99,7 +122,8 @@ def _natural_key(name: str):
 
 def read_csv(path: Path, root: Path) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # index_col=False: rows that end in a trailing comma must not turn the first column into the index
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{_rel(path, root)} is empty; it needs a header row and one row per image") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
@@ -107,7 +131,9 @@ def read_csv(path: Path, root: Path) -> pd.DataFrame:
     except PermissionError:
         raise DataError(f"cannot read {_rel(path, root)}: permission denied; fix its permissions") from None
     frame.columns = [c.strip() for c in frame.columns]
-    return frame
+    # A header that also ends in a comma adds an unnamed column that is empty on every row: not data.
+    empty = [c for c in frame.columns if c.startswith("Unnamed: ") and not frame[c].str.strip().any()]
+    return frame.drop(columns=empty).reset_index(drop=True)
 
 
 def detect_layout(spec: DatasetSpec) -> str:
@@ -146,6 +172,9 @@ def list_dataset(spec: DatasetSpec) -> Listing:
     lister = {"csv": _list_csv, "folders": _list_folders, "filenames": _list_filenames}[layout]
     train, valid, label_col, id_style = lister(spec, warnings)
     classes = sort_classes([lab for _, lab in train])
+    where = spec.train_csv if layout == "csv" else f"{spec.train_dir}/"
+    check_classes(train, valid, layout=layout, where=where, root=spec.root, train_csv=spec.train_csv,
+                  sample_csv=spec.sample_csv, label_regex=spec.label_regex, warnings=warnings)
     if len(classes) < 2:
         where = spec.train_csv if layout == "csv" else f"{spec.train_dir}/"
         raise DataError(f"{where} holds a single class ({classes[0]!r}); a classifier needs at least two. "
@@ -188,11 +217,12 @@ def _list_csv(spec: DatasetSpec, warnings: list[str]):
         raise DataError(f"{spec.train_csv} has a header but no rows; it needs one row per training image")
     ids = frame[id_col].str.strip()
     labels = frame[label_col].str.strip()
-    rows = frame.index + 2  # line numbers in the file: header is line 1
+    rows = pd.Index(csv_line_numbers(csv_path, len(frame)) or (frame.index + 2))  # lines in the file, header 1
     empty = [f"line {r}: id {i!r}, {label_col} {lab!r}" for r, i, lab in zip(rows, ids, labels) if not i or not lab]
     if empty:
         raise DataError(f"{spec.train_csv} has {len(empty)} row(s) with an empty id or label; fill or delete them:\n"
                         + bullet_list(empty))
+    check_csv_labels(list(labels), list(rows), csv_name=spec.train_csv, label_col=label_col)
     dup_mask = ids.duplicated(keep=False)
     if dup_mask.any():
         dups = [f"line {r}: {i}" for r, i in zip(rows[dup_mask], ids[dup_mask])]
@@ -203,7 +233,7 @@ def _list_csv(spec: DatasetSpec, warnings: list[str]):
     by_stem: dict[str, list[Path]] = {}
     for p in files:
         by_stem.setdefault(p.stem, []).append(p)
-    train, missing, used = [], [], set()
+    train, missing, used, line_of = [], [], set(), {}
     for r, i, lab in zip(rows, ids, labels):
         path = by_name.get(i)
         if path is None and len(by_stem.get(i, [])) == 1:
@@ -211,13 +241,26 @@ def _list_csv(spec: DatasetSpec, warnings: list[str]):
         if path is None and "/" in i and _inside(train_dir / i, train_dir) and os.path.isfile(train_dir / i):
             path = train_dir / i  # ids with sub-folders (never outside train/: "/etc/x" or "../x")
         if path is None:
-            missing.append(f"line {r}: {i}")
+            # hints for the lines the message shows (each one scans the folder's names)
+            hint = near_misses(i, files, by_stem) if len(missing) < 10 else None
+            if hint is None and len(missing) < 10 and "/" in i and os.path.isfile(train_dir / i):
+                hint = f"found {spec.train_dir}/{i}, but it leads outside {spec.train_dir}/ (a symlinked folder?)"
+            missing.append(f"line {r}: {i}" + (f" ({hint})" if hint else ""))
+        elif path in line_of:
+            raise DataError(f"{spec.train_csv} lists the image {_rel(path, root)} twice (line {line_of[path][0]}: "
+                            f"{line_of[path][1]!r}, line {r}: {i!r}; once by name and once by stem?); each image "
+                            f"needs one row: delete one of them")
         else:
+            line_of[path] = (r, i)
             train.append((path, lab))
             used.add(path)
     if missing:
         raise DataError(f"{len(missing)} id(s) in {spec.train_csv} have no image in {spec.train_dir}/; "
                         f"add the files or delete the rows:\n" + bullet_list(missing))
+    nested = [p for p in _nested_images(train_dir, root) if p not in used]
+    if nested:
+        warnings.append(f"{len(nested)} image(s) in sub-folders of {spec.train_dir}/ have no row in {spec.train_csv} "
+                        f"and are not used:\n" + bullet_list([_rel(p, root) for p in nested], limit=5))
     unlabelled = [p for p in files if p not in used]
     if unlabelled:
         warnings.append(f"{len(unlabelled)} image(s) in {spec.train_dir}/ have no row in {spec.train_csv} and are "
@@ -233,6 +276,11 @@ def _list_class_folders(folder: Path, root: Path, warnings: list[str]) -> list[t
         if not images:
             raise DataError(f"class folder {_rel(sub, root)}/ holds no images; add images or remove the folder")
         items += [(p, sub.name) for p in images]
+        deeper = _nested_images(sub, root)
+        if deeper:
+            raise DataError(f"class folder {_rel(sub, root)}/ has {len(deeper)} image(s) in sub-folders, which the "
+                            f"class-folders layout does not read; move them up into {_rel(sub, root)}/ (or delete "
+                            f"them):\n" + bullet_list([_rel(p, root) for p in deeper], limit=5))
     loose = [p for p in _files_in(folder, root, []) if is_image(p)]
     if loose:
         warnings.append(f"{len(loose)} image(s) directly in {_rel(folder, root)}/, outside any class folder, are "
@@ -279,6 +327,11 @@ def _list_filenames(spec: DatasetSpec, warnings: list[str]):
 def _list_test(spec: DatasetSpec, id_style: str, warnings: list[str]):
     root, test_dir, sample_path = spec.root, spec.root / spec.test_dir, spec.root / spec.sample_csv
     files = _files_in(test_dir, root, warnings) if test_dir.is_dir() else []
+    deeper = _nested_images(test_dir, root) if test_dir.is_dir() else []
+    if deeper:
+        raise DataError(f"{spec.test_dir}/ has {len(deeper)} image(s) in sub-folders, which are not read (the "
+                        f"submission would miss them); move them up into {spec.test_dir}/:\n"
+                        + bullet_list([_rel(p, root) for p in deeper], limit=5))
     if test_dir.is_dir() and not files:
         raise DataError(f"{spec.test_dir}/ holds no images; add the test images or remove the empty folder")
     if not sample_path.is_file():
@@ -296,7 +349,8 @@ def _list_test(spec: DatasetSpec, id_style: str, warnings: list[str]):
     sample_ids = sample[id_col].str.strip()
     dup = sample_ids[sample_ids.duplicated()]
     if len(dup):
-        raise DataError(f"{spec.sample_csv} has duplicate ids, e.g. {dup.iloc[0]!r} (line {dup.index[0] + 2}); "
+        lines = csv_line_numbers(sample_path, len(sample)) or [r + 2 for r in range(len(sample))]
+        raise DataError(f"{spec.sample_csv} has duplicate ids, e.g. {dup.iloc[0]!r} (line {lines[dup.index[0]]}); "
                         f"re-download it")
     if not files:
         warnings.append(f"{spec.sample_csv} found but no {spec.test_dir}/ folder: there is nothing to predict")
@@ -304,7 +358,11 @@ def _list_test(spec: DatasetSpec, id_style: str, warnings: list[str]):
     by_name = {p.name: p for p in files}
     by_stem = {p.stem: p for p in files}
     index = by_name if sum(i in by_name for i in sample_ids) >= sum(i in by_stem for i in sample_ids) else by_stem
-    missing = [f"line {r + 2}: {i}" for r, i in zip(sample.index, sample_ids) if i not in index]
+    lines = csv_line_numbers(sample_path, len(sample)) or [r + 2 for r in range(len(sample))]
+    stems = _stems(files)
+    missing = [f"line {r}: {i}" for r, i in zip(lines, sample_ids) if i not in index]
+    missing = [m + (f" ({h})" if n < 10 and (h := near_misses(m.split(": ", 1)[1], files, stems)) else "")
+               for n, m in enumerate(missing)]
     extra = sorted(set(index) - set(sample_ids))
     if missing or extra or len(index) != len(files):
         parts = []
@@ -320,6 +378,13 @@ def _list_test(spec: DatasetSpec, id_style: str, warnings: list[str]):
                         + "\n".join(parts))
     test = [(index[i], i) for i in sample_ids]
     return test, sample, sample_path, id_col
+
+
+def _stems(files: list[Path]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for p in files:
+        out.setdefault(p.stem, []).append(p)
+    return out
 
 
 def positive_class(classes: list[str], *, requested: str | None, value_col: str | None) -> str | None:

@@ -20,7 +20,8 @@ from visionsweep.datasets.layout import Listing, _rel, list_dataset, positive_cl
 from visionsweep.datasets.spec import DatasetSpec
 from visionsweep.datasets.submission import SubmissionFormat, submission_format
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the cache size follows the typical image (90th percentile), not the largest
+SIZE_PERCENTILE = 0.9  # one huge image among small ones must not set the size of the whole cache
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,18 @@ def choose_cache_size(sizes: list[tuple[int, int]], spec: DatasetSpec) -> int:
     """Native size for small images, capped for large ones; the explicit --cache-size wins."""
     if spec.cache_size is not None:
         return spec.cache_size
-    return min(spec.max_cache_size, max(min(w, h) for w, h in sizes))
+    sides = sorted(min(w, h) for w, h in sizes)
+    return min(spec.max_cache_size, sides[min(len(sides) - 1, int(SIZE_PERCENTILE * len(sides)))])
+
+
+def size_outliers(paths: list[Path], sizes: list[tuple[int, int]], size: int, root: Path, cap: int) -> list[str]:
+    """Warnings naming images far larger than the cache size chosen from the typical one (they are shrunk)."""
+    big = [(p, w, h) for p, (w, h) in zip(paths, sizes) if min(w, h) > 2 * size]
+    if not big or size >= cap:  # at the cap every large image is shrunk anyway
+        return []
+    return [f"{len(big)} image(s) are much larger than the typical image and are cached at {size} px like the "
+            f"rest (--cache-size overrides):\n" + bullet_list([f"{_rel(p, root)} ({w}x{h})" for p, w, h in big],
+                                                              limit=5)]
 
 
 def _size_summary(sizes: Counter) -> str:
@@ -150,6 +162,7 @@ def _decode(listing: Listing, spec: DatasetSpec, *, log) -> tuple[np.ndarray, di
     else:
         sizes = [(w, h) for w, h, _ in probes]
         size = choose_cache_size(sizes, spec)
+        notes = size_outliers(paths, sizes, size, spec.root, spec.max_cache_size) if spec.cache_size is None else []
         log(f"decoding {len(paths)} images at {size}x{size} px (once; later runs read the cache)")
         progress = (lambda n, total: log(f"  {n}/{total} decoded")) if len(paths) >= 10000 else None
         images, conversions, errors = decode_all(paths, size, spec.resize_method, progress=progress)
@@ -159,7 +172,7 @@ def _decode(listing: Listing, spec: DatasetSpec, *, log) -> tuple[np.ndarray, di
                         f"{spec.train_csv} / {spec.sample_csv}), then run again:\n" + bullet_list(lines))
     meta = {"version": CACHE_VERSION, "size": size, "count": len(paths),
             "sizes": [[w, h, n] for (w, h), n in Counter(sizes).items()], "conversions": dict(conversions),
-            "files": [_rel(p, spec.root) for p in paths]}
+            "files": [_rel(p, spec.root) for p in paths], "warnings": notes}
     return images, meta
 
 
@@ -202,7 +215,7 @@ def _assemble(listing: Listing, spec: DatasetSpec, images: np.ndarray, meta: dic
         "positive_class": pos,
         "submission": fmt.describe(),
         "conversions": [f"{n} {kind} image(s) converted to RGB" for kind, n in sorted(conversions.items())],
-        "warnings": listing.warnings,
+        "warnings": listing.warnings + list(meta.get("warnings", [])),
         "cache": str(cache_entry), "cache_hit": cache_hit, "load_seconds": round(seconds, 2),
     }
     x_valid = images[n_train:n_train + n_valid] if listing.valid is not None else None

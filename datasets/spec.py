@@ -34,7 +34,11 @@ class DatasetSpec:
     seed: int = 42                       # split seed
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        try:
+            object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        except (RuntimeError, OSError) as err:  # Python < 3.13 raises RuntimeError on a symlink loop
+            raise DataError(f"DATA {self.root} cannot be resolved ({err}); a symlink loop? Pass the real "
+                            f"folder") from None
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().resolve())
         if self.layout not in LAYOUTS:

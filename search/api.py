@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from visionsweep.datasets import DataError, DatasetSpec, spec_from_dict
+from visionsweep.datasets.ownership import check_outside
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DatasetSpec)} - {"root"}
 
@@ -92,6 +93,7 @@ def train(data, *, out, resume: bool = False, overwrite: bool = False, cpu: bool
 
     spec_options, train_options = _split(options, _train_fields(), "train")
     spec = _spec(data, spec_options)
+    check_outside(out, spec.root, "--out")
     cfg = _train_config(train_options, cpu=cpu, seed=spec_options.get("seed"))
     return run_training(data=_load(spec, log), cfg=cfg, out_dir=Path(out), valid_pct=spec.valid_pct,
                         split_seed=spec.seed, resume=resume, overwrite=overwrite, log=log)
@@ -103,6 +105,7 @@ def lr_find(data, *, out="lr_find.png", cpu: bool = False, log=print, **options)
 
     spec_options, train_options = _split(options, _train_fields(), "lr_find")
     spec = _spec(data, spec_options)
+    check_outside(out, spec.root, "--out")
     cfg = _train_config(train_options, cpu=cpu, seed=spec_options.get("seed"))
     return run_lr_find_job(data=_load(spec, log), cfg=cfg, valid_pct=spec.valid_pct, split_seed=spec.seed,
                            out_png=Path(out), log=log)
@@ -132,6 +135,8 @@ def search_config(*, config=None, cpu: bool = False, source: str | None = None, 
     spec_options, rest = _split(options, search_fields | _train_fields(), "sweep")
     fixed = {k: v for k, v in rest.items() if k not in search_fields}
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in rest.items() if k in search_fields})
+    if spec_options.get("seed") is not None:  # one seed for the whole sweep: the split, every trial, the sampler
+        values["seed"] = fixed["seed"] = spec_options["seed"]
     if fixed:
         values["train"] = {**(values.get("train") or {}), **fixed}
     if cpu:
@@ -151,6 +156,7 @@ def sweep(data, *, resume: bool = False, log=print, **options) -> SweepResult:
 
     sc, spec_options = search_config(**options)
     spec = _spec(data, spec_options)
+    check_outside(sc.storage, spec.root, "--storage")
     loaded = _load(spec, log)
     board = run_sweep(data=loaded, sc=sc, spec=spec, resume=resume, log=log)
     metric, mode = resolve_metric(sc.metric, loaded.num_classes)
@@ -161,14 +167,18 @@ def sweep(data, *, resume: bool = False, log=print, **options) -> SweepResult:
 
 def predict(source, data, *, out="submission.csv", top_k: int | None = None, tta: bool = False,
             overwrite: bool = False, refit: bool = True, log=print, **options) -> pd.DataFrame:
-    """Predict DATA's test/ with a sweep (its best trial, or the top_k averaged; their refit models unless
-    refit=False), a `train` run folder or a checkpoint folder; writes the submission validated against
+    """Predict DATA's test/ with a sweep (its top_k trials averaged, by default the sweep's own top_k; their refit
+    models unless refit=False), a `train` run folder or a checkpoint folder; writes the submission validated against
     sample_submission.csv and returns it."""
-    from visionsweep.search.predict import predict as run_predict, sweep_spec
+    from visionsweep.search.predict import default_top_k, predict as run_predict, sweep_spec
 
     spec_options, _ = _split(options, set(), "predict")
     spec = spec_from_dict({**sweep_spec(str(source)), "root": Path(data), **spec_options})
-    return run_predict(source=str(source), data=_load(spec, log), out=Path(out), top_k=top_k or 1, tta=tta,
+    top_k = top_k if top_k is not None else default_top_k(str(source))
+    if top_k < 1:
+        raise DataError(f"--top-k must be >= 1, got {top_k}")
+    check_outside(out, spec.root, "--out")
+    return run_predict(source=str(source), data=_load(spec, log), out=Path(out), top_k=top_k, tta=tta,
                        overwrite=overwrite, refit=refit, log=log)
 
 

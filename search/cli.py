@@ -11,8 +11,10 @@ from visionsweep.datasets import DataError
 from visionsweep.search import api
 from visionsweep.search.config import EARLY_STOPPING, SEARCHERS
 from visionsweep.trainables.config import METRICS
+from visionsweep.datasets.errors import RunFailed
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1  # the command ran, but produced nothing usable (every trial of a sweep failed)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -36,7 +38,8 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", type=Path, help="decoded-image cache (default $VISIONSWEEP_CACHE or "
                                                   "~/.cache/visionsweep)")
     g.add_argument("--valid-pct", type=float, help="random stratified holdout when there is no valid/ (default 0.2)")
-    g.add_argument("--seed", type=int, help="split and training seed (default 42)")
+    g.add_argument("--seed", type=int, help="split and training seed (default 42); in `sweep` also every trial's "
+                                            "training and the TPE sampler")
 
 
 _DATA_FLAGS = {"data": "root", "layout": "layout", "train_csv": "train_csv", "id_col": "id_col",
@@ -207,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a sweep folder (storage/name), a `train` run folder, or a checkpoint folder")
     add_data_args(p)
     p.add_argument("--out", type=Path, default=Path("submission.csv"), help="submission file (default submission.csv)")
-    p.add_argument("--top-k", type=int, default=1, help="average the top k trials of a sweep (default 1: the best)")
+    p.add_argument("--top-k", type=int, help="average the top k trials of a sweep (default: the sweep's top_k, "
+                                             "3 unless its config set another; 1 is the best trial alone)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: flips (8 dihedral with --vertical-flip)")
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="a sweep: use the trials' own best checkpoints, not their refit models")
@@ -264,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         print(f"visionsweep {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunFailed as err:
+        print(f"visionsweep {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt as err:  # includes search.sweep.SweepInterrupted, whose message says how to resume
         print(f"visionsweep {args.command}: {err or 'interrupted'}", file=sys.stderr)
         return 130

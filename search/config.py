@@ -102,6 +102,9 @@ class SearchConfig:
         if unknown:
             raise DataError(f"unknown key(s) in train: {', '.join(unknown)}; known: "
                             f"{', '.join(f.name for f in dataclasses.fields(TrainConfig))}")
+        from visionsweep.search.trialcheck import check_trial_configs  # every trial's TrainConfig, before Ray
+
+        check_trial_configs(self)
 
     def _searched_fields(self) -> list[str]:
         out = ["backbone", "max_lr", "aug", "epochs"]

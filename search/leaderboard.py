@@ -9,6 +9,7 @@ import pandas as pd
 
 from visionsweep.datasets import DataError
 from visionsweep.search import storage as st
+from visionsweep.search.history import whole_history
 from visionsweep.search.space import flat_params
 
 PARAMS = ("backbone", "max_lr", "aug", "image_size", "batch_size", "weight_decay", "freeze_epochs")
@@ -26,7 +27,8 @@ def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs:
         trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name.rsplit("-", 1)[-1]
         config = r.config or (configs or {}).get(trial_id) or {}  # a trial that failed before reporting
         params = flat_params(config) if isinstance(config.get("max_lr"), dict) else dict(config)
-        history = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
+        # Train's record, whole after a crash; Tune's restarts at the resumed epoch (search/history.py)
+        history = whole_history(r.metrics_dataframe, st.join(train_runs, f"train-{trial_id}"))
         values = history[metric].dropna() if metric in history else pd.Series(dtype=float)
         best = (values.max() if mode == "max" else values.min()) if len(values) else math.nan
         epochs = int(history["epoch"].max()) if "epoch" in history and len(history) else 0
@@ -102,5 +104,6 @@ def sweep_leaderboard(sweep: str, *, with_histories: bool = False):
     histories = {}
     for r in results:
         if r.metrics_dataframe is not None and len(r.metrics_dataframe):
-            histories[str(r.metrics_dataframe["trial_id"].iloc[0])] = r.metrics_dataframe
+            trial_id = str(r.metrics_dataframe["trial_id"].iloc[0])
+            histories[trial_id] = whole_history(r.metrics_dataframe, st.join(sweep, "train_runs", f"train-{trial_id}"))
     return board, histories

@@ -63,6 +63,13 @@ def sweep_spec(source: str) -> dict:
     return dict(json.loads(st.read_text(st.join(source, SWEEP_MARKER))).get("spec", {}))
 
 
+def default_top_k(source: str) -> int:
+    """predict's --top-k when not given: the sweep's own top_k (SearchConfig.top_k), 1 for a run or checkpoint."""
+    if not st.exists(st.join(source, SWEEP_MARKER)):
+        return 1
+    return int(json.loads(st.read_text(st.join(source, SWEEP_MARKER))).get("search", {}).get("top_k", 1))
+
+
 def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, overwrite: bool = False,
             refit: bool = True, log=print) -> pd.DataFrame:
     import torch

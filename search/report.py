@@ -17,6 +17,11 @@ from visionsweep.search.sweep import SWEEP_MARKER
 from visionsweep.trainables.plots import plot_lr_find, plt
 
 
+# fANOVA fits a random forest to (parameters -> metric); from a handful of trials it ranks noise (the demo's 6
+# trials rated the backbone 0.01 while the leaderboard split cleanly by backbone). Below this, no importance.
+MIN_IMPORTANCE_TRIALS = 20
+
+
 def report(sweep: str, *, out: Path | None = None, log=print) -> Path:
     if not st.exists(st.join(sweep, SWEEP_MARKER)):
         raise DataError(f"{sweep} is not a visionsweep sweep (no {SWEEP_MARKER})")
@@ -34,6 +39,9 @@ def report(sweep: str, *, out: Path | None = None, log=print) -> Path:
     if importance is not None:
         files.append(plot_importance(importance, out / "param_importance.png"))
         (out / "param_importance.json").write_text(json.dumps(importance, indent=1))
+    else:  # an earlier report's plot must not stay beside a leaderboard it no longer describes
+        for stale in ("param_importance.png", "param_importance.json"):
+            (out / stale).unlink(missing_ok=True)
     for name in st.listdir(sweep):
         if name.startswith("lr_find") and name.endswith(".json"):
             curve = json.loads(st.read_text(st.join(sweep, name)))
@@ -44,6 +52,10 @@ def report(sweep: str, *, out: Path | None = None, log=print) -> Path:
     noise = noise_summary(read_record(sweep, NOISE_RECORD), board, metric)
     if noise:
         log(noise)
+    finished = _finished(board, metric)
+    if finished < MIN_IMPORTANCE_TRIALS:
+        log(f"parameter importance: not computed; {finished} finished trial(s) are too few for it to mean anything "
+            f"(needs at least {MIN_IMPORTANCE_TRIALS}); compare the leaderboard's rows instead")
     if importance:
         log("parameter importance (Optuna fANOVA): " + ", ".join(f"{k} {v:.2f}" for k, v in importance.items()))
     log(f"report: {out}/ ({', '.join(f for f in files if f)})")
@@ -94,7 +106,7 @@ def param_importance(board: pd.DataFrame, metric: str, mode: str, search: dict) 
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     done = board[board["status"] != "error"].dropna(subset=[f"best_{metric}"])
-    if len(done) < 3:
+    if len(done) < MIN_IMPORTANCE_TRIALS:
         return None
     lo = min([search["lr_range"][0]] + [r[0] for r in search["lr_ranges"].values()])
     hi = max([search["lr_range"][1]] + [r[1] for r in search["lr_ranges"].values()])
@@ -111,6 +123,12 @@ def param_importance(board: pd.DataFrame, metric: str, mode: str, search: dict) 
                 if not math.isnan(v)}
     except (RuntimeError, ValueError):
         return None
+
+
+def _finished(board: pd.DataFrame, metric: str) -> int:
+    if board.empty or f"best_{metric}" not in board:
+        return 0
+    return int(len(board[board["status"] != "error"].dropna(subset=[f"best_{metric}"])))
 
 
 def plot_importance(importance: dict, path: Path) -> str:

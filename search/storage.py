@@ -76,3 +76,16 @@ def disk_usage(uri: str) -> str:
         return "(remote storage)"
     total = sum(f.stat().st_size for f in Path(uri).rglob("*") if f.is_file())
     return f"{total / 1e6:.1f} MB"
+
+
+def folder_kind(uri: str) -> str | None:
+    """'run' / 'sweep' / 'demo' for a visionsweep folder, local or remote (marker checked by content), else None."""
+    from visionsweep.datasets import ownership
+
+    def read(name: str) -> str | None:
+        try:
+            return read_text(join(uri, name)) if exists(join(uri, name)) else None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    return ownership.kind_from(read)

@@ -135,9 +135,12 @@ def test_native_size_for_small_images(tmp_path):
     root = folders_dataset(tmp_path / "data", size=(24, 16), n_test=0)
     write_image(root / "train" / "cat" / "big.png", size=(40, 20))
     data = _load(root, tmp_path / "cache")
-    # the largest shorter side, so that no image is upscaled more than needed
-    assert data.summary["cache_size"] == 20 and data.x_train.shape[1:] == (20, 20, 3)
+    # the typical shorter side (90th percentile): one larger image does not set the size of all the others
+    assert data.summary["cache_size"] == 16 and data.x_train.shape[1:] == (16, 16, 3)
     assert "24x16 (10), 40x20 (1)" == data.summary["image_sizes"]
+    for i in range(3):  # once larger images are common, none is upscaled more than needed
+        write_image(root / "train" / "dog" / f"big{i}.png", size=(40, 20))
+    assert _load(root, tmp_path / "cache").summary["cache_size"] == 20
 
 
 def test_large_images_are_capped(tmp_path):

@@ -60,4 +60,4 @@ def test_demo_into_an_empty_folder(tmp_path):
     out = tmp_path / "empty"
     out.mkdir()
     data_dir = build_demo(out, size=8)
-    assert (data_dir / "train.csv").is_file() and (out / ".visionsweep-demo.json").is_file()
+    assert (data_dir / "train.csv").is_file() and (out / ".visionsweep.json").is_file()

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.slow
 class Sweep:
     """`visionsweep sweep` in a subprocess, its output collected line by line."""
 
-    def __init__(self, args):
+    def __init__(self, args, *, new_session: bool = False):
         self.proc = subprocess.Popen([sys.executable, "-m", "visionsweep.search.cli", *map(str, args)], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=new_session)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
                                        daemon=True)
@@ -75,3 +76,30 @@ def test_ctrl_c_then_kill_then_resume_completes_every_trial_once(ray_cluster, tm
     for result in tune.ResultGrid(tune.ExperimentAnalysis(str(storage / "r1"))):
         epochs = result.metrics_dataframe["epoch"].tolist()
         assert epochs == sorted(set(epochs)) and epochs[0] == 1, epochs  # continuous, none twice
+
+
+def test_a_trial_killed_mid_epoch_keeps_every_epoch_in_the_record(ray_cluster, tmp_path):
+    """Issue 11 item 3: SIGKILL to the sweep's whole process group during a trial's second epoch, then --resume.
+    The Train run resumes from its epoch-1 checkpoint and Tune's record of the trial starts again there; the
+    leaderboard and the curves come from the Train run's history, so each trial shows epochs 1..E exactly once."""
+    from visionsweep.search.leaderboard import sweep_leaderboard
+
+    data = digits_csv_folder(tmp_path / "cactus" / "data")
+    storage = tmp_path / "sweeps"
+    args = ["sweep", data, "--name", "k1", "--storage", storage, "--trials", "2", "--epochs", "3",
+            "--backbones", "test_resnet", "--image-size", "16", "--batch-size", "32", "--no-pretrained", "--cpu",
+            "--max-concurrent", "1"]
+    sweep = Sweep(args, new_session=True)
+    sweep.wait_for("epoch 1: auc=")  # the first trial is now in its second epoch
+    os.killpg(sweep.proc.pid, signal.SIGKILL)
+    sweep.finish(timeout=30)
+
+    res = run_cli(*args, "--resume", timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    board, histories = sweep_leaderboard(str(storage / "k1"), with_histories=True)
+    assert len(board) == 2 and set(board["status"]) <= {"done", "stopped early"}, board
+    for row in board.itertuples():
+        epochs = histories[row.trial_id]["epoch"].tolist()
+        assert epochs == list(range(1, row.epochs + 1)), (row.trial_id, epochs)
+    first = board.sort_values("order").iloc[0]
+    assert first["epochs"] == 3 and first["status"] == "done", board

@@ -85,6 +85,7 @@ def test_lr_find_command_suggests_and_plots(ray_cluster, demo_data, tmp_path):
 def test_more_workers_than_the_cluster_has_is_a_clear_error(ray_cluster, demo_data, tmp_path):
     res = run_cli("train", demo_data, *TINY, "--workers", "9", "--out", tmp_path / "r", env={"RAY_ADDRESS": ray_cluster})
     assert res.returncode == 2 and "--workers 9 needs 9 CPU(s)" in res.stderr
+    assert not (tmp_path / "r").exists()  # checked before --out is created: no empty run folder left behind
     with pytest.raises(DataError, match=r"--workers 2 needs 2 GPU\(s\) but the Ray cluster has 0"):
         check_resources(TrainConfig(workers=2, use_gpu=True), {"CPU": 4.0})
 

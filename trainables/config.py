@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from visionsweep.datasets import DataError
@@ -39,6 +40,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "restarts", tuple(int(r) for r in self.restarts))  # lists from YAML / JSON
+        # inf / nan pass every comparison below that is written as "not too small" and then make the loss NaN
+        # inside a worker (after Ray started, and retried as if a worker had died): rejected here by flag.
+        for name, flag in _FLOAT_FLAGS.items():
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise DataError(f"{flag} must be a finite number, got {value}")
         checks = [
             (self.max_lr > 0, f"--max-lr must be > 0, got {self.max_lr}"),
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
@@ -66,6 +73,10 @@ class TrainConfig:
         return self.freeze_epochs + self.epochs
 
 
+_FLOAT_FLAGS = {"max_lr": "--max-lr", "weight_decay": "--weight-decay", "aug": "--aug", "body_lr_div": "body_lr_div",
+               "label_smoothing": "label_smoothing", "pct_start": "pct_start", "div": "div", "final_div": "final_div",
+               "mom_max": "mom_max", "mom_min": "mom_min", "cpus_per_worker": "cpus_per_worker",
+               "gpus_per_worker": "gpus_per_worker"}
 METRIC_MODES = {"accuracy": "max", "auc": "max", "log_loss": "min", "valid_loss": "min", "error_rate": "min",
                 "f1_macro": "max", "mcc": "max", "kappa_quadratic": "max"}
 METRICS = ("auto", *METRIC_MODES)

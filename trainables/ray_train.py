@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visionsweep.datasets import DataError
+from visionsweep.datasets import DataError, ownership
 from visionsweep.datasets.load import LoadedData
 from visionsweep.datasets.split import stratified_split
 from visionsweep.trainables.checkpoint import export_checkpoint, read_meta
@@ -238,25 +238,40 @@ class RunOutcome:
     metric: str
 
 
-def prepare_run_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> None:
-    """A new run never replaces an earlier one, nor anything that is not a visionsweep run."""
-    if not out_dir.exists() or not any(out_dir.iterdir()):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return
-    ours = (out_dir / RUN_MARKER).is_file()
-    if resume and ours:
-        return
-    if overwrite and ours:
-        import shutil
-
-        shutil.rmtree(out_dir)
-        out_dir.mkdir(parents=True)
-        return
-    if not ours:
-        raise DataError(f"--out {out_dir} exists and is not a visionsweep run directory; choose another --out "
+def prepare_run_dir(out_dir: Path, *, overwrite: bool, resume: bool) -> str:
+    """A new run never replaces an earlier one, nor anything that is not a visionsweep run (ownership marker,
+    checked by content). Checks only: returns "new", "resume" or "overwrite"; make_run_dir acts on it, after
+    every other check has passed, so a refused run leaves no folder and deletes nothing."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir} is a file; choose a folder for --out (nothing was changed)")
+    if not out_dir.exists() or ownership.is_empty_dir(out_dir):
+        return "new"
+    kind = ownership.folder_kind(out_dir)
+    if kind == "run" and resume:
+        return "resume"
+    if kind == "run" and overwrite:
+        return "overwrite"
+    if kind is None:
+        raise DataError(f"--out {out_dir} exists and is not a visionsweep run directory (it has no "
+                        f"{ownership.MARKER}); --overwrite never deletes a foreign folder: choose another --out "
+                        f"(nothing was changed)")
+    if kind != "run":
+        raise DataError(f"--out {out_dir} holds a visionsweep {kind}, not a run; choose another --out "
                         f"(nothing was changed)")
     raise DataError(f"--out {out_dir} already holds a run; pass --resume to continue it, --overwrite to replace "
                     f"it, or choose another --out")
+
+
+def make_run_dir(out_dir: Path, action: str) -> None:
+    if action == "overwrite":
+        import shutil
+
+        if ownership.folder_kind(out_dir) != "run":  # checked again right before deleting
+            raise DataError(f"--out {out_dir} is no longer a visionsweep run; nothing was deleted")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if action != "resume" or ownership.marker(out_dir) is None:
+        ownership.write_marker(out_dir, "run")
 
 
 def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct: float, split_seed: int,
@@ -264,13 +279,15 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
     import ray
 
     out_dir = Path(out_dir).expanduser().resolve()
+    ownership.check_outside(out_dir, data.summary.get("data"), "--out")
     metric, mode = resolve_metric(cfg.metric, data.num_classes)
     check_image_size(cfg.backbone, cfg.image_size, data.num_classes)
-    prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
+    action = prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
+    arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
     resources = ensure_ray(log=log)
     cfg = share_cpus(cfg, resources)
     check_resources(cfg, resources)
-    arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
+    make_run_dir(out_dir, action)
     info = data_info(data)
     (out_dir / RUN_MARKER).write_text(json.dumps({"visionsweep_run": True, "train": dataclasses.asdict(cfg),
                                                   "data": data.summary, "metric": metric, "mode": mode},
