@@ -196,7 +196,10 @@ def sweep_and_score(bs, *, tag: str, seed: int, args, work: Path, logs: Path, ex
     sub.unlink(missing_ok=True)
     config = work / "configs" / f"{name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(f"seed: {seed}\n")  # the searcher's seed; --seed below is the split's
+    text = f"seed: {seed}\n"  # the searcher's seed; --seed below is the split's
+    if args.pretrained_lite0:  # the offline ImageNet weights, as a user's YAML map backbone -> weights file
+        text += f"weights: {{tf_efficientnet_lite0: {lite0_weights()}}}\n"
+    config.write_text(text)
     size = args.image_size or bs.image_size
     trials = args.sweep_trials if (tag == "sweep" and args.sweep_trials) else args.trials
     cmd = CLI + ["sweep", str(bs.data), "--config", str(config), "--name", name, "--storage", str(storage),
@@ -275,6 +278,9 @@ def main(argv=None) -> None:
     ap.add_argument("--sweep-seeds", default="0", help="seeds of each sweep (split + searcher); one sweep per seed")
     ap.add_argument("--lite0-seeds", default="0", help="seeds of the pretrained lite0 runs")
     ap.add_argument("--backbones", default=None, help="sweep backbones (default: the sweep command's default)")
+    ap.add_argument("--pretrained-lite0", action="store_true",
+                    help="give both sweeps the offline ImageNet weights for tf_efficientnet_lite0 (a YAML weights: "
+                         "map), as a user with weights would; put tf_efficientnet_lite0 in --backbones")
     ap.add_argument("--sweep-args", default="", help="extra arguments for both sweeps, e.g. '--max-concurrent 1'")
     ap.add_argument("--data-seed", type=int, default=0, help="seed that cuts the datasets")
     ap.add_argument("--out", type=Path, default=Path("bench-search"),

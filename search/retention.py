@@ -99,6 +99,8 @@ def retain_refits(refit_runs: str) -> int:
         if not latest or total is None or latest.get("metrics", {}).get("epoch", 0) < total:
             continue
         for ckpt in run.glob("checkpoint_*"):
+            if not ckpt.is_dir():  # checkpoint_manager_snapshot.json: Train's record, which predict reads
+                continue
             doomed = ckpt / STATE if ckpt.name == latest["checkpoint_dir_name"] else ckpt
             if doomed.exists():
                 freed += sum(f.stat().st_size for f in ([doomed] if doomed.is_file() else doomed.rglob("*"))

@@ -1,6 +1,7 @@
 """A sweep survives Ctrl-C and a SIGKILLed driver: `--resume` finishes the rest, nothing runs twice."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,6 +38,15 @@ class Sweep:
             assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n" + "".join(self.lines)
             time.sleep(0.2)
 
+    def wait_for_epoch(self, epoch: int, timeout: float = 300) -> None:
+        """A row of the sweep's epoch table: '<trial id>  <epoch>  <train_loss> ...'."""
+        deadline = time.monotonic() + timeout
+        row = re.compile(rf"^\w+ +{epoch} +\d+\.\d{{4}} ")
+        while not any(row.match(line) for line in list(self.lines)):
+            assert self.proc.poll() is None, f"sweep ended before epoch {epoch}:\n" + "".join(self.lines)
+            assert time.monotonic() < deadline, f"no epoch {epoch} within {timeout} s:\n" + "".join(self.lines)
+            time.sleep(0.2)
+
     def finish(self, timeout: float = 120) -> tuple[int, str]:
         rc = self.proc.wait(timeout=timeout)
         self.reader.join(timeout=10)
@@ -52,7 +62,7 @@ def test_ctrl_c_then_kill_then_resume_completes_every_trial_once(ray_cluster, tm
 
     # 1. Ctrl-C while the first trial trains: a clean stop within seconds, exit 130, how to resume.
     sweep = Sweep(args)
-    sweep.wait_for("epoch 1: auc=")
+    sweep.wait_for_epoch(1)
     t0 = time.monotonic()
     sweep.proc.send_signal(signal.SIGINT)
     rc, out = sweep.finish(timeout=90)
@@ -90,7 +100,7 @@ def test_a_trial_killed_mid_epoch_keeps_every_epoch_in_the_record(ray_cluster, t
             "--backbones", "test_resnet", "--image-size", "16", "--batch-size", "32", "--no-pretrained", "--cpu",
             "--max-concurrent", "1"]
     sweep = Sweep(args, new_session=True)
-    sweep.wait_for("epoch 1: auc=")  # the first trial is now in its second epoch
+    sweep.wait_for_epoch(1)  # the first trial is now in its second epoch
     os.killpg(sweep.proc.pid, signal.SIGKILL)
     sweep.finish(timeout=30)
 

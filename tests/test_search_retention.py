@@ -37,6 +37,7 @@ def test_ended_trials_keep_best_weights_of_the_top_k_and_unfinished_trials_keep_
         *{f"train-d/checkpoint_{e}/{n}" for e in (1, 2) for n in ("model.safetensors", "train_state.pt")},
     }, left                                          # c (3rd) and the failed e: weights gone; d resumes
     assert (runs["c"] / "checkpoint_1" / "meta.json").is_file()  # the history stays for curves and the report
+    assert all((run / "checkpoint_manager_snapshot.json").is_file() for run in runs.values())
     assert freed == (1000 + 2000 + 10) * 2 + 2000 + (1000 + 2000 + 10) + 2000 + 3000 + 3000
 
 
@@ -53,3 +54,5 @@ def test_a_finished_refit_keeps_its_last_weights_and_an_unfinished_one_everythin
     left = {str(p.relative_to(runs)) for p in runs.rglob("*") if p.is_file() and p.suffix != ".json"}
     assert left == {"refit-a/checkpoint_2/model.safetensors",
                     "refit-b/checkpoint_1/model.safetensors", "refit-b/checkpoint_1/train_state.pt"}, left
+    for run in ("refit-a", "refit-b"):  # Train's record stays: predict finds the refit model through it
+        assert (runs / run / "checkpoint_manager_snapshot.json").is_file()
