@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from visionsweep.datasets.errors import DataError
+from visionsweep.datasets.typed import coerce_fields
 
 LAYOUTS = ("auto", "csv", "folders", "filenames")
 RESIZE_METHODS = ("crop", "squish")
@@ -53,7 +54,7 @@ class DatasetSpec:
             raise DataError(f"--max-cache-size must be between 8 and 2048 px, got {self.max_cache_size}")
 
 
-def spec_from_dict(values: dict) -> DatasetSpec:
+def spec_from_dict(values: dict, source: str = "data options") -> DatasetSpec:
     """Build a DatasetSpec from a dict (CLI flags, YAML), rejecting unknown keys by name."""
     known = {f.name for f in dataclasses.fields(DatasetSpec)}
     unknown = sorted(set(values) - known)
@@ -61,4 +62,4 @@ def spec_from_dict(values: dict) -> DatasetSpec:
         raise DataError(f"unknown dataset option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     if "root" not in values:
         raise DataError("the DATA folder is required")
-    return DatasetSpec(**values)
+    return DatasetSpec(**coerce_fields(DatasetSpec, values, source))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from visionsweep.datasets import DataError
+from visionsweep.datasets import DataError, DatasetSpec
+from visionsweep.datasets.typed import coerce, coerce_fields
 from visionsweep.trainables.config import TrainConfig
 
 
@@ -171,6 +172,16 @@ def search_config_from_dict(values: dict, *, source: str = "config") -> SearchCo
         raise DataError(f"unknown key(s) in {source}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     if not values.get("name"):
         raise DataError("a sweep needs --name (or name: in --config)")
+    values = coerce_fields(SearchConfig, values, source)
+    if values.get("lr_ranges"):
+        values["lr_ranges"] = {b: list(coerce(r, tuple[float, float], f"lr_ranges[{b}]", source))
+                               for b, r in values["lr_ranges"].items()}
+    if values.get("weights"):
+        values["weights"] = {b: coerce(w, str, f"weights[{b}]", source) for b, w in values["weights"].items()}
+    if values.get("train"):
+        values["train"] = coerce_fields(TrainConfig, values["train"], f"{source}, train:")
+    if values.get("data"):
+        values["data"] = coerce_fields(DatasetSpec, values["data"], f"{source}, data:")
     try:
         return SearchConfig(**values)
     except TypeError as err:

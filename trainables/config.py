@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from visionsweep.datasets import DataError
+from visionsweep.datasets.typed import coerce_fields
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,10 @@ def resolve_metric(metric: str, num_classes: int) -> tuple[str, str]:
     return metric, METRIC_MODES[metric]
 
 
-def config_from_dict(values: dict) -> TrainConfig:
+def config_from_dict(values: dict, source: str = "training options") -> TrainConfig:
     """Build a TrainConfig from a dict (flags, YAML, a search-space sample), rejecting unknown keys by name."""
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise DataError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return TrainConfig(**values)
+    return TrainConfig(**coerce_fields(TrainConfig, values, source))
