@@ -18,7 +18,7 @@ from visionsweep.search.sweep import run_sweep
 # Digits are 8x8 grayscale strokes, nothing like ImageNet photos, and the demo must run offline: it trains
 # from scratch, small, on 2 CPU cores in a few minutes. Real competitions use pretrained backbones.
 DEMO_SEARCH = dict(backbones=("resnet18", "tf_efficientnet_lite0"), lr_range=(3e-4, 3e-2), aug_range=(0.0, 0.6),
-                   train={"image_size": 32, "batch_size": 64, "pretrained": False}, gpus_per_trial=None, top_k=2)
+                   train={"image_size": 32, "batch_size": 64, "pretrained": False}, gpus_per_trial=None, top_k=1)
 
 
 def _next_name(storage: Path) -> str:
