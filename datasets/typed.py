@@ -64,8 +64,8 @@ def coerce(value, hint, key: str, source: str):
                 pass
         raise bad("a number")
     if hint is str:
-        if isinstance(value, (str, Path)):
-            return str(value)
+        if isinstance(value, (str, Path)) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return str(value)  # a class name or column written as a YAML number (positive_class: 1)
         raise bad("a string")
     if hint is Path:
         if isinstance(value, (str, Path)):
