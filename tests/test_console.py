@@ -43,7 +43,7 @@ def test_verbose_shows_what_ray_prints(ray_cluster, tmp_path):
     data = digits_csv_folder(tmp_path / "data")
     out = run_cli("sweep", data, "--name", "v", "--storage", tmp_path / "s", "--trials", "1", "--epochs", "1",
                   "--backbones", "test_resnet", "--image-size", "16", "--batch-size", "32", "--no-pretrained", "--cpu",
-                  "--verbose", timeout=600)
+                  "--refit", "0", "--verbose", timeout=600)
     console = out.stdout + out.stderr
     assert out.returncode == 0, console[-4000:]
     assert re.search(r"\((run_trial|RayTrainWorker|TrainController) pid=", console), console[-3000:]

@@ -138,7 +138,7 @@ def test_lr_find_centres_each_backbones_max_lr_range_on_its_valley(ray_cluster, 
 
     spec, data = binary_data
     sc = SearchConfig(name="lrf", storage=str(tmp_path), trials=2, epochs=1, seed=0, max_concurrent=1,
-                      backbones=("test_resnet",), lr_find=True,
+                      backbones=("test_resnet",), lr_find=True, refit=0,
                       train={"image_size": 16, "batch_size": 32, "pretrained": False, "max_failures": 0})
     board = run_sweep(data=data, sc=sc, spec=spec, log=print)
     curve = json.loads((tmp_path / "lrf" / "lr_find" / "test_resnet.json").read_text())
