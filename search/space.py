@@ -41,11 +41,20 @@ def _clip(value: float, lo: float, hi: float) -> float:
     return min(max(value, lo), hi)
 
 
-def recipe_point(sc: SearchConfig, pretrained: frozenset[str] = frozenset()) -> dict:
+def recipe_points(sc: SearchConfig, pretrained: frozenset[str] = frozenset(), *, first: str | None = None) -> list:
+    """The recipe's trials: on the first backbone (pretrained ones are ordered first), and, when that is not the
+    user's own first choice `first`, on that one too: the run a person would make by hand is always tried."""
+    points = [recipe_point(sc, pretrained)]
+    if first is not None and first != sc.backbones[0] and sc.trials > 1:
+        points.append(recipe_point(sc, pretrained, backbone=first))
+    return points
+
+
+def recipe_point(sc: SearchConfig, pretrained: frozenset[str] = frozenset(), *, backbone: str | None = None) -> dict:
     """The recipe as a flat OptunaSearch point ("max_lr/<backbone>" keys): the first backbone (pretrained ones
     are ordered first), the recipe's max LR and augmentation clipped into the searched ranges, one frozen-head
     epoch for a pretrained backbone when frozen epochs are searched."""
-    backbone = sc.backbones[0]
+    backbone = backbone or sc.backbones[0]
     lr = RECIPE_LR_PRETRAINED if backbone in pretrained else RECIPE_LR
     point = {"backbone": backbone, f"max_lr/{backbone}": _clip(lr, *sc.lr_range_for(backbone)),
              "aug": _clip(RECIPE_AUG, *sc.aug_range)}

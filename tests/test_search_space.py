@@ -61,3 +61,13 @@ def test_the_recipe_point_is_the_first_backbone_clipped_into_the_searched_ranges
                                     "freeze_epochs": 0}
     assert recipe_point(narrow, frozenset({"resnet18"}))["freeze_epochs"] == 1  # fine_tune's frozen epoch
     assert recipe_point(SearchConfig(name="x"), frozenset({"resnet18"}))["max_lr/resnet18"] == 1e-3
+
+
+def test_the_users_own_first_backbone_gets_its_recipe_trial_too_when_a_pretrained_one_goes_first():
+    from visionsweep.search.space import recipe_points
+
+    sc = SearchConfig(name="x", backbones=("tf_efficientnet_lite0", "resnet18"))  # reordered: pretrained first
+    points = recipe_points(sc, frozenset({"tf_efficientnet_lite0"}), first="resnet18")
+    assert [p["backbone"] for p in points] == ["tf_efficientnet_lite0", "resnet18"]
+    assert points[0]["max_lr/tf_efficientnet_lite0"] == 1e-3 and points[1]["max_lr/resnet18"] == 3e-3
+    assert len(recipe_points(sc, frozenset(), first="tf_efficientnet_lite0")) == 1
