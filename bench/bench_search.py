@@ -31,7 +31,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import shlex
 import shutil
 import statistics

@@ -1,9 +1,7 @@
 """Checks that run before anything trains (issue 11): the cache size follows the typical image, and a class
 with a single training image but a given valid/ folder is named in a warning."""
 
-import shutil
 
-import numpy as np
 
 from digits import digits_csv_folder
 from imagefolders import write_image
