@@ -55,9 +55,9 @@ def _best_dir(state: dict, metric: str, mode: str) -> str | None:
 
 def retain(train_runs: str, board: pd.DataFrame, *, metric: str, mode: str, top_k: int) -> int:
     """After the sweep: an ended trial (done, stopped early, failed) can no longer resume, so its optimizer
-    state and its latest checkpoint (when it is not the best) go; trials outside the top `top_k` also lose
-    their weights (meta.json, with the metric history, stays). Unfinished trials keep everything for --resume.
-    Returns the bytes freed."""
+    state and its latest checkpoint's weights (when it is not the best) go; trials outside the top `top_k` also
+    lose their best weights (each folder and its meta.json, with the metric history, stay). Unfinished trials
+    keep everything for --resume. Returns the bytes freed."""
     if st.is_remote(train_runs) or board.empty or not Path(train_runs).is_dir():
         return 0
     freed = 0
@@ -71,14 +71,21 @@ def retain(train_runs: str, board: pd.DataFrame, *, metric: str, mode: str, top_
         for ckpt in run.glob("checkpoint_*"):
             if not ckpt.is_dir():
                 continue
-            doomed = [ckpt] if ckpt.name != best else [ckpt / STATE]
-            if ckpt.name == best and str(row.trial_id) not in ranked:
-                doomed.append(ckpt / WEIGHTS)
-            for path in doomed:
-                if path.exists():
-                    freed += sum(f.stat().st_size for f in ([path] if path.is_file() else path.rglob("*"))
-                                 if f.is_file())
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+            keep_weights = ckpt.name == best and str(row.trial_id) in ranked
+            freed += _strip(ckpt, (STATE,) if keep_weights else (STATE, WEIGHTS))
+    return freed
+
+
+def _strip(ckpt: Path, names) -> int:
+    """Delete these files of a checkpoint folder; the folder and its meta.json stay, because Train's record
+    lists the folder and `Result.from_path` refuses a run whose listed checkpoints are gone ("corrupted run
+    directory")."""
+    freed = 0
+    for name in names:
+        path = ckpt / name
+        if path.is_file():
+            freed += path.stat().st_size
+            path.unlink()
     return freed
 
 
@@ -101,9 +108,5 @@ def retain_refits(refit_runs: str) -> int:
         for ckpt in run.glob("checkpoint_*"):
             if not ckpt.is_dir():  # checkpoint_manager_snapshot.json: Train's record, which predict reads
                 continue
-            doomed = ckpt / STATE if ckpt.name == latest["checkpoint_dir_name"] else ckpt
-            if doomed.exists():
-                freed += sum(f.stat().st_size for f in ([doomed] if doomed.is_file() else doomed.rglob("*"))
-                             if f.is_file())
-                shutil.rmtree(doomed) if doomed.is_dir() else doomed.unlink()
+            freed += _strip(ckpt, (STATE,) if ckpt.name == latest["checkpoint_dir_name"] else (STATE, WEIGHTS))
     return freed

@@ -38,7 +38,10 @@ def test_ended_trials_keep_best_weights_of_the_top_k_and_unfinished_trials_keep_
     }, left                                          # c (3rd) and the failed e: weights gone; d resumes
     assert (runs["c"] / "checkpoint_1" / "meta.json").is_file()  # the history stays for curves and the report
     assert all((run / "checkpoint_manager_snapshot.json").is_file() for run in runs.values())
-    assert freed == (1000 + 2000 + 10) * 2 + 2000 + (1000 + 2000 + 10) + 2000 + 3000 + 3000
+    assert freed == 3000 * 2 + 2000 + 3000 + 2000 + 3000 + 3000
+    # Every folder Train's record lists stays (Result.from_path refuses a run whose listed checkpoints are gone).
+    assert all((run / f"checkpoint_{e}" / "meta.json").is_file() for run, n in zip(runs.values(), (3, 2, 1, 2, 1))
+               for e in range(1, n + 1))
 
 
 def test_a_finished_refit_keeps_its_last_weights_and_an_unfinished_one_everything(tmp_path):

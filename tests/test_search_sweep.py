@@ -75,6 +75,10 @@ def test_sweep_runs_every_trial_stops_the_worse_and_survives_a_failing_one(sweep
     assert meta["config"]["restarts"] == [1, 2]
     lrs = {h["epoch"]: h["lr"] for h in meta["history"]}
     assert 1 in lrs and all(lrs[r] <= meta["config"]["max_lr"] / 1e4 for r in (1, 2) if r in lrs), lrs
+    # Retention kept Train's own record readable for every trial (predict and the report read it).
+    import ray.train
+    for run in Path(path, "train_runs").iterdir():
+        ray.train.Result.from_path(str(run))
     # Retention: per trial at most the best and the latest checkpoint stay on disk.
     for run in Path(path, "train_runs").iterdir():
         assert len([c for c in run.glob("checkpoint_*") if c.is_dir()]) <= 2
