@@ -71,3 +71,17 @@ def test_the_users_own_first_backbone_gets_its_recipe_trial_too_when_a_pretraine
     assert [p["backbone"] for p in points] == ["tf_efficientnet_lite0", "resnet18"]
     assert points[0]["max_lr/tf_efficientnet_lite0"] == 1e-3 and points[1]["max_lr/resnet18"] == 3e-3
     assert len(recipe_points(sc, frozenset(), first="tf_efficientnet_lite0")) == 1
+
+
+def test_with_pretrained_backbones_the_first_rung_follows_an_unfrozen_epoch(tmp_path):
+    from visionsweep.search.sweep import pretrained_first
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    sc = SearchConfig(name="x", epochs=5, backbones=("resnet18", "tf_efficientnet_lite0"),
+                      weights={"tf_efficientnet_lite0": str(weights)}, train={"pretrained": True})
+    ordered, have = pretrained_first(sc)
+    assert ordered.backbones[0] == "tf_efficientnet_lite0" and "tf_efficientnet_lite0" in have
+    assert ordered.rungs() == (2, 4)  # not 1: epoch 1 is the frozen head-only epoch
+    scratch, none = pretrained_first(SearchConfig(name="x", epochs=5, train={"pretrained": False}))
+    assert not none and scratch.rungs() == (1, 2, 4)
