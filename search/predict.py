@@ -37,8 +37,6 @@ def resolve_sources(source: str, *, top_k: int, refit: bool = True) -> list[tupl
         # The best trial always leads, whatever its status.
         rest = usable.iloc[1:]
         usable = pd.concat([usable.head(1), rest[rest["status"] == "done"]])
-        if len(usable) < top_k:
-            logging.getLogger(__name__).info("top-%d: %d trial(s) ran their whole schedule", top_k, len(usable))
         out = []
         logging.getLogger("ray.train").setLevel(logging.ERROR)  # offline reads: no "snapshot ... will be loaded"
         for row in usable.head(top_k).itertuples():
