@@ -9,7 +9,6 @@ the checkpoint lacks."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -18,10 +17,9 @@ import pandas as pd
 def train_history(train_run: str) -> pd.DataFrame | None:
     """The history in the Train run's latest registered checkpoint, or None (no run, no checkpoint yet)."""
     try:
-        import ray.train
+        from visionsweep.trainables.ray_train import read_result
 
-        logging.getLogger("ray.train").setLevel(logging.ERROR)  # offline reads: no "snapshot ... will be loaded"
-        checkpoint = ray.train.Result.from_path(train_run).checkpoint
+        checkpoint = read_result(train_run).checkpoint
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as d:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -23,9 +22,8 @@ def resolve_sources(source: str, *, top_k: int, refit: bool = True) -> list[tupl
     """[(label, checkpoint directory or ray.train.Checkpoint)] for a sweep, a `train` run, or a checkpoint.
     A sweep's trial is represented by its refit model (trained on train + valid) when it has one and `refit`."""
     if st.exists(st.join(source, SWEEP_MARKER)):
-        import ray.train
-
         from visionsweep.search.refit import refit_checkpoint
+        from visionsweep.trainables.ray_train import read_result
 
         info = json.loads(st.read_text(st.join(source, SWEEP_MARKER)))
         board = sweep_leaderboard(source)
@@ -38,14 +36,13 @@ def resolve_sources(source: str, *, top_k: int, refit: bool = True) -> list[tupl
         rest = usable.iloc[1:]
         usable = pd.concat([usable.head(1), rest[rest["status"] == "done"]])
         out = []
-        logging.getLogger("ray.train").setLevel(logging.ERROR)  # offline reads: no "snapshot ... will be loaded"
         for row in usable.head(top_k).itertuples():
             ckpt, entry = refit_checkpoint(source, row.trial_id) if refit else (None, None)
             if ckpt is not None:
                 out.append((f"trial {row.trial_id} {row.backbone} refit on all {entry['train_images']} labelled "
                             f"images, {entry['epochs']} epochs ({entry['run']}; no held-out score)", ckpt))
                 continue
-            result = ray.train.Result.from_path(row.train_run)
+            result = read_result(row.train_run)
             ckpt = result.get_best_checkpoint(info["metric"], info["mode"]) or result.checkpoint
             value = getattr(row, f"best_{info['metric']}")
             why = "--no-refit" if not refit else "refit failed" if entry else "not refit"

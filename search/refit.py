@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from visionsweep.search import storage as st
+from visionsweep.trainables.ray_train import read_result
 
 REFIT_RUNS = "refit_runs"
 REFIT_RECORD = "refit.json"  # {trial_id: {run, status, epochs, train_images, ...}}
@@ -96,16 +97,13 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
 
     Computed after the sweep instead of saved by each trial, so the training loop and checkpoints stay as
     they are; it costs one forward pass over the validation set per row."""
-    import logging
     import time
 
-    import ray.train
     import torch
 
     from visionsweep.trainables.inference import load_for_inference, predict_probs
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    logging.getLogger("ray.train").setLevel(logging.ERROR)
     x, y = arrays["x_valid"], arrays["y_valid"]
     record = {"valid_n": int(len(y)), "level": LEVEL, "metric": metric,
               "method": "percentile bootstrap (2000 resamples of the validation images) of each trial's best "
@@ -115,7 +113,7 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
     t0 = time.time()
     for row in usable.head(rows).itertuples():
         try:
-            result = ray.train.Result.from_path(row.train_run)
+            result = read_result(row.train_run)
             ckpt = result.get_best_checkpoint(metric, mode) or result.checkpoint
             with ckpt.as_directory() as d:
                 model, meta, task = load_for_inference(d, device)
@@ -168,14 +166,13 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=pr
     too: the TrainConfig is rebuilt from the trial's sample with all sc.epochs), one Ray Train run each, named
     refit-<trial id> under refit_runs/. A finished refit is kept (a resumed sweep refits only what is missing);
     an unfinished one continues from its latest checkpoint (same run name)."""
-    import logging
     import time
 
     import ray
     from ray import tune
 
     from visionsweep.search.space import trial_train_config
-    from visionsweep.trainables.ray_train import make_trainer, share_cpus
+    from visionsweep.trainables.ray_train import make_trainer, quiet_train_logs, raise_if_failed, share_cpus
 
     top = board[board["status"] != "error"].dropna(subset=[f"best_{metric}"]).head(sc.refit)
     if not len(top):
@@ -187,7 +184,6 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=pr
     record = read_record(sweep, REFIT_RECORD)
     runs = st.join(sweep, REFIT_RUNS)
     resources = ray.cluster_resources()
-    logging.getLogger("ray.train").setLevel(logging.ERROR)
     for row in top.itertuples():
         trial_id = str(row.trial_id)
         name = f"refit-{trial_id}"
@@ -208,7 +204,8 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=pr
                  "train_images": n_all, "trial_epochs": int(row.epochs),
                  "valid_metrics": "not held-out: the validation images are part of the refit's training set"}
         try:
-            make_trainer(cfg, setup.info, ref, storage=runs, name=name).fit()
+            with quiet_train_logs():
+                raise_if_failed(make_trainer(cfg, setup.info, ref, storage=runs, name=name).fit())
             entry.update(status="done", seconds=round(time.time() - t0, 1))
             log(f"refit {name}: done in {time.time() - t0:.0f} s -> {runs}/{name}")
         except Exception as err:  # predict falls back to the trial's own checkpoint and says so
@@ -220,23 +217,19 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=pr
 
 
 def _finished(run: str, epochs: int) -> bool:
-    import ray.train
-
     try:
-        return int(ray.train.Result.from_path(run).metrics.get("epoch", 0)) >= epochs
+        return int(read_result(run).metrics.get("epoch", 0)) >= epochs
     except Exception:
         return False
 
 
 def refit_checkpoint(sweep: str, trial_id: str):
     """The refit model of a trial (the last epoch of its refit run), or None when it has none."""
-    import ray.train
-
     entry = read_record(sweep, REFIT_RECORD).get(str(trial_id))
     if not entry or entry.get("status") != "done":
         return None, entry
     try:
-        return ray.train.Result.from_path(st.join(sweep, entry["run"])).checkpoint, entry
+        return read_result(st.join(sweep, entry["run"])).checkpoint, entry
     except Exception:
         return None, entry
 

@@ -31,7 +31,7 @@ def test_train_survives_a_killed_worker_and_writes_the_run(ray_cluster, demo_dat
     """SIGKILL one of two DDP workers mid-run: the worker group restarts from the latest checkpoint
     (FailureConfig) and the run ends with every epoch exactly once."""
     out = tmp_path / "r1"
-    cmd = [sys.executable, "-m", "visionsweep.search.cli", "train", demo_data, *TINY, "--image-size", "64", "--epochs", "5",
+    cmd = [sys.executable, "-m", "visionsweep.search.cli", "train", demo_data, *TINY, "--image-size", "32", "--epochs", "5",
            "--workers", "2", "--out", out]
     proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=ROOT, env={**os.environ, "RAY_ADDRESS": ray_cluster})
@@ -71,9 +71,19 @@ def test_train_survives_a_killed_worker_and_writes_the_run(ray_cluster, demo_dat
     assert json.loads((out / "final" / "meta.json").read_text())["epoch"] == 5  # untouched
 
 
+def test_a_diverging_run_fails_once_with_the_fix_and_exit_1(ray_cluster, demo_data, tmp_path):
+    """NaN loss is deterministic: Train's retries (max_failures 2) would only repeat it; one clear message."""
+    res = run_cli("train", demo_data, "--backbone", "test_efficientnet", "--no-pretrained", "--cpu", "--batch-size",
+                  "32", "--image-size", "16", "--epochs", "1", "--max-lr", "1e6", "--out", tmp_path / "r",
+                  env={"RAY_ADDRESS": ray_cluster})
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "training loss is nan in epoch 1; lower --max-lr" in res.stderr and "Traceback" not in res.stderr
+    assert (res.stdout + res.stderr).count("visionsweep run train:") == 1  # the worker group started once
+
+
 def test_lr_find_command_suggests_and_plots(ray_cluster, demo_data, tmp_path):
     png = tmp_path / "lr.png"
-    res = run_cli("lr-find", demo_data, *TINY, "--image-size", "32", "--workers", "2", "--out", png,
+    res = run_cli("lr-find", demo_data, *TINY, "--image-size", "16", "--workers", "2", "--out", png,
                   env={"RAY_ADDRESS": ray_cluster})
     assert res.returncode == 0, res.stderr[-3000:]
     assert "suggested --max-lr" in res.stdout

@@ -9,12 +9,14 @@ import logging
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from visionsweep.datasets import DataError, ownership
+from visionsweep.datasets.errors import RunFailed
 from visionsweep.datasets.load import LoadedData
 from visionsweep.datasets.split import stratified_split
 from visionsweep.trainables.checkpoint import export_checkpoint, read_meta
@@ -38,7 +40,7 @@ def data_info(data: LoadedData) -> DataInfo:
     return DataInfo(classes=list(data.classes), positive_class=data.positive_class, vertical_flip=data.vertical_flip)
 
 
-def train_loop_per_worker(config: dict) -> None:
+def train_loop_per_worker(config: dict) -> dict | None:
     """Runs in every Ray Train worker: arrays from the object store (zero-copy on the same node)."""
     import ray
     import ray.train
@@ -74,11 +76,25 @@ def train_loop_per_worker(config: dict) -> None:
                prepare_model=ray.train.torch.prepare_model, report=report, log=log)
     from visionsweep.trainables.worker import run_worker
 
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            run_worker(resume_dir=d, **run)
-    else:
-        run_worker(**run)
+    try:
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                run_worker(resume_dir=d, **run)
+        else:
+            run_worker(**run)
+    except FloatingPointError as err:
+        # Divergence is deterministic (every rank sees the same all-reduced loss, and a restart from the latest
+        # checkpoint diverges again), so it ends the run instead of failing the worker group, which Train would
+        # restart max_failures times; the caller turns this into the run's error (raise_if_failed).
+        return {"failed": str(err)}
+    return None
+
+
+def raise_if_failed(result) -> None:
+    """A Train run whose workers ended on a deterministic failure (train_loop_per_worker) fails here, once."""
+    failed = result.return_value.get("failed") if isinstance(result.return_value, dict) else None
+    if failed:
+        raise RunFailed(failed)
 
 
 def lr_find_per_worker(config: dict) -> None:
@@ -103,6 +119,9 @@ def lr_find_per_worker(config: dict) -> None:
 
 TRIAL_RESOURCE = "visionsweep_trial"  # sweeps: trial drivers take this, never a CPU a worker needs
 WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}  # Train run state for the dashboard (read where fit() runs)
+# A cluster visionsweep starts on this machine: no spot nodes to watch. Train's preemption watcher is one more
+# actor per run (about 1 s of each trial's start on 2 cores); clusters keep it.
+LOCAL_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 DASHBOARD_URL: str | None = None
 
 
@@ -131,7 +150,7 @@ def ensure_ray(*, num_cpus: int | None = None, log=print, log_to_driver: bool = 
                 port = _dashboard_port(preferred=8265 if attempt == 0 else 0)
                 # Train's placement-group cleaner finds the state API by "auto" address, i.e. the last `ray start`
                 # cluster's file in /tmp/ray, which may be another (or a dead) cluster: point it at this one.
-                api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+                api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **LOCAL_ENV}
                 common["runtime_env"] = {"env_vars": {**worker_env, **api}}
                 os.environ.update(api)
                 try:
@@ -219,11 +238,30 @@ def make_trainer(cfg: TrainConfig, info: DataInfo, arrays_ref, *, storage: Path 
     )
 
 
-def best_and_latest(storage: Path | str, name: str, metric: str, mode: str):
-    """(best, latest) checkpoints from Train's own record (not Tune's checkpoint_path, see RAY_NOTES)."""
+@contextmanager
+def quiet_train_logs():
+    """Train's INFO lines off for the block ("snapshot ... will be loaded" on every offline read, a report line
+    per epoch); the logger's level is restored after, so a caller's own logging setup stays as it was."""
+    logger = logging.getLogger("ray.train")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def read_result(run: str):
+    """Train's record of a run (ray.train.Result.from_path), read quietly."""
     import ray.train
 
-    result = ray.train.Result.from_path(f"{storage}/{name}")
+    with quiet_train_logs():
+        return ray.train.Result.from_path(str(run))
+
+
+def best_and_latest(storage: Path | str, name: str, metric: str, mode: str):
+    """(best, latest) checkpoints from Train's own record (not Tune's checkpoint_path, see RAY_NOTES)."""
+    result = read_result(f"{storage}/{name}")
     best = result.get_best_checkpoint(metric, mode) if result.best_checkpoints else None
     return best, result.checkpoint
 
@@ -295,7 +333,7 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
     log(f"training {cfg.backbone} on {len(arrays['y_train'])} images (valid {len(arrays['y_valid'])}), "
         f"{cfg.workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}, {cfg.total_epochs} epochs -> {out_dir}")
     trainer = make_trainer(cfg, info, ray.put(arrays), storage=out_dir / "ray", name="train")
-    trainer.fit()
+    raise_if_failed(trainer.fit())
     return export_run(out_dir, metric=metric, mode=mode, log=log)
 
 
