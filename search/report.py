@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from visionsweep.datasets import DataError
 from visionsweep.search import storage as st
 from visionsweep.search.leaderboard import sweep_leaderboard, write_leaderboard
 from visionsweep.search.refit import NOISE_RECORD, noise_summary, read_record
 from visionsweep.search.sweep import SWEEP_MARKER
-from visionsweep.trainables.plots import plot_lr_find, plt
+from visionsweep.trainables.plots import new_axes, plot_lr_find, save
 
 
 # fANOVA fits a random forest to (parameters -> metric); from a handful of trials it ranks noise (the demo's 6
@@ -68,24 +69,22 @@ def plot_best_vs_trial(board, metric, mode, path) -> str:
     running = (np.fmax.accumulate if mode == "max" else np.fmin.accumulate)(np.where(np.isnan(values),
                                                                                      -np.inf if mode == "max" else np.inf,
                                                                                      values))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_axes()
     x = np.arange(1, len(values) + 1)
     for status, marker in (("done", "o"), ("stopped early", "x"), ("error", "s")):
         m = (order["status"] == status).to_numpy()
         ax.scatter(x[m], values[m], marker=marker, label=status)
     ax.step(x, np.where(np.isfinite(running), running, np.nan), where="post", label="best so far", color="black")
     ax.set_xlabel("trial (in start order)")
-    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return path.name
 
 
 def plot_top_curves(board, histories, metric, top_k, path) -> str:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_axes()
     for row in board.head(top_k).itertuples():
         h = histories.get(row.trial_id)
         if h is not None and metric in h:
@@ -94,9 +93,7 @@ def plot_top_curves(board, histories, metric, top_k, path) -> str:
     ax.set_ylabel(f"valid {metric}")
     ax.legend()
     ax.set_title(f"learning curves of the top {top_k} trials")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return path.name
 
 
@@ -132,11 +129,9 @@ def _finished(board: pd.DataFrame, metric: str) -> int:
 
 
 def plot_importance(importance: dict, path: Path) -> str:
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = new_axes((6, 3))
     names = list(importance)[::-1]
     ax.barh(names, [importance[n] for n in names])
     ax.set_xlabel("importance (fANOVA, normalised)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return path.name

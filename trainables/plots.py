@@ -1,14 +1,23 @@
-"""Plots saved as PNG files (matplotlib's Agg backend: no display needed)."""
+"""Plots saved as PNG files. Built on Figure objects, never pyplot: no display needed, and importing this
+module leaves a notebook's backend (inline plots) as it was."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def new_axes(figsize: tuple[float, float] = (7, 4)):
+    """(figure, axes) of a figure no GUI knows about; save it with save()."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
+
+
+def save(fig: Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)  # a PNG through Agg, whatever backend is in use
 
 
 def smooth(values, beta: float = 0.98) -> np.ndarray:
@@ -24,7 +33,7 @@ def plot_learning_curve(meta: dict, path: Path) -> None:
     """Train loss per step (smoothed), valid loss and the metric per epoch."""
     history, steps = meta["history"], meta["step_losses"]
     per_epoch = len(steps) // max(1, len(history))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_axes()
     ax.plot(np.arange(1, len(steps) + 1), smooth(steps), label="train loss (smoothed)", alpha=0.8)
     ends = [per_epoch * h["epoch"] for h in history]
     ax.plot(ends, [h["valid_loss"] for h in history], "o-", label="valid loss")
@@ -39,14 +48,12 @@ def plot_learning_curve(meta: dict, path: Path) -> None:
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="best")
     ax.set_title(f"{meta['backbone']}: {metric} {history[-1].get(metric, float('nan')):.4f} after epoch "
                  f"{history[-1]['epoch']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_lr_find(result: dict, path: Path) -> None:
     """Loss vs learning rate (log scale) with the suggestions marked."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_axes()
     ax.plot(result["lrs"], result["losses"])
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
@@ -56,6 +63,4 @@ def plot_lr_find(result: dict, path: Path) -> None:
         ax.plot([s["lr"]], [s["loss"]], markers.get(name, "x"), markersize=9, label=f"{name}: {s['lr']:.2e}")
     ax.legend()
     ax.set_title("lr_find")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
