@@ -42,7 +42,7 @@ def ray_cluster():
 
     import ray
 
-    from visionsweep.trainables.ray_train import TRIAL_RESOURCE, WORKER_ENV
+    from visionsweep.trainables.ray_train import LOCAL_ENV, TRIAL_RESOURCE, WORKER_ENV
 
     port, dash = _free_port(), _free_port()
     ray_bin = [str(Path(sys.executable).parent / "ray")]
@@ -54,10 +54,11 @@ def ray_cluster():
         [*ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
          f'--resources={{"{TRIAL_RESOURCE}": 1}}', "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
          "--include-dashboard=true", "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         # Train's placement-group cleaner must find this cluster's state API, not whatever cluster last
-        # wrote /tmp/ray/ray_current_cluster (another engineer's, or a dead one).
-        env={**os.environ, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}"})
+        # wrote /tmp/ray/ray_current_cluster (another engineer's, or a dead one). One machine: no preemption
+        # watcher (as `visionsweep` itself starts local clusters, trainables/ray_train.py LOCAL_ENV).
+        env={**os.environ, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}", **LOCAL_ENV})
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -75,7 +76,13 @@ def ray_cluster():
     ray.shutdown()
     os.environ.pop("RAY_ADDRESS", None)
     head.terminate()
-    head.wait(timeout=60)
+    try:
+        head.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # `ray start --block` stopping every process gracefully took 30 s at times
+        import signal
+
+        os.killpg(head.pid, signal.SIGKILL)  # its own session: this head's processes alone
+        head.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

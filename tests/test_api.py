@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
 import visionsweep as vs
@@ -35,14 +34,4 @@ def test_sweep_options_split_into_search_training_and_data_options(tmp_path):
     with pytest.raises(vs.DataError, match="unknown option"):
         vs.search_config(name="a", tirals=3)
 
-
-@pytest.mark.slow
-def test_a_notebook_sweeps_predicts_and_reports(ray_cluster, tmp_path):
-    data = digits_csv_folder(tmp_path / "data")
-    result = vs.sweep(data, name="nb", storage=tmp_path / "sweeps", trials=2, epochs=1, backbones=["test_resnet"],
-                      image_size=16, batch_size=32, pretrained=False, cpu=True, refit=0, log=lambda m: None)
-    assert isinstance(result.leaderboard, pd.DataFrame) and len(result.leaderboard) == 2
-    assert result.metric == "auc" and result.best["best_auc"] == result.leaderboard["best_auc"].max()
-    frame = vs.predict(result.path, data, out=tmp_path / "sub.csv", tta=True, log=lambda m: None)
-    assert list(frame.columns) == list(pd.read_csv(data / "sample_submission.csv").columns)
-    assert (vs.report(result.path, log=lambda m: None) / "leaderboard.csv").is_file()
+# A notebook's sweep, predict and report end to end: test_search_refit.py.

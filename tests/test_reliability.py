@@ -7,10 +7,8 @@ import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT

@@ -29,7 +29,7 @@ def test_sweep_as_a_ray_job_succeeds_and_leaves_results_in_storage(ray_cluster, 
     wheel = build_wheel(tmp_path)
     client = JobSubmissionClient(os.environ["VISIONSWEEP_TEST_DASHBOARD"])  # adds the token (RAY_AUTH_MODE=token)
     entrypoint = (f"{sys.executable} -c 'import visionsweep; print(\"visionsweep from\", visionsweep.__file__)' && "
-                  f"{sys.executable} -m visionsweep sweep {data} --name job1 --storage {storage} --trials 2 "
+                  f"{sys.executable} -m visionsweep sweep {data} --name job1 --storage {storage} --trials 1 "
                   f"--epochs 1 --backbones test_resnet --image-size 16 --batch-size 32 --no-pretrained --cpu --refit 0")  # refit: test_search_refit
     for attempt in range(30):  # the head's job agent may still be starting: "No available agent ... try again"
         try:
@@ -49,4 +49,4 @@ def test_sweep_as_a_ray_job_succeeds_and_leaves_results_in_storage(ray_cluster, 
     shipped = next(line for line in logs.splitlines() if line.startswith("visionsweep from"))
     assert "runtime_resources" in shipped and str(ROOT) not in shipped, shipped  # the job ran the shipped wheel
     board = pd.read_csv(storage / "job1" / "leaderboard.csv")
-    assert len(board) == 2 and board["best_auc"].notna().all()
+    assert len(board) == 1 and board["best_auc"].notna().all()

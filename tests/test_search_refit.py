@@ -1,4 +1,4 @@
-"""Refit end to end on tiny data: `sweep --refit 1` retrains the best configuration on train + valid as a Ray
+"""A notebook's sweep, predict and report, with refit, end to end on tiny data: `refit=1` retrains the best configuration on train + valid as a Ray
 Train run, records it, and `predict` uses it (or the sweep's own checkpoint with --no-refit)."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from conftest import run_cli
+import visionsweep as vs
 from digits import digits_csv_folder
 
 from visionsweep.datasets.load import load_dataset
@@ -21,13 +21,19 @@ from visionsweep.trainables.inference import load_for_inference, predict_probs
 pytestmark = pytest.mark.slow
 
 
-def test_sweep_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tmp_path):
+def test_a_notebook_sweep_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tmp_path):
+    """`import visionsweep` in a notebook: sweep, predict and report return typed results; the sweep refits its
+    best configuration on train + valid as a Ray Train run, and predict uses that model (or, with refit=False,
+    the trial's own best checkpoint)."""
     data_dir = digits_csv_folder(tmp_path / "cactus" / "data")
     storage = tmp_path / "sweeps"
-    res = run_cli("sweep", data_dir, "--name", "rf", "--storage", storage, "--trials", "2", "--epochs", "2",
-                  "--backbones", "test_resnet", "--image-size", "16", "--batch-size", "32", "--no-pretrained",
-                  "--cpu", "--refit", "1", timeout=600)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    printed = []
+    result = vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"],
+                      image_size=16, batch_size=32, pretrained=False, cpu=True, refit=1, log=printed.append)
+    printed = "\n".join(map(str, printed))
+    assert isinstance(result.leaderboard, pd.DataFrame) and len(result.leaderboard) == 2
+    assert result.metric == "auc" and result.best["best_auc"] == result.leaderboard["best_auc"].max()
+    assert str(result.path) == str(storage / "rf")
     sweep = storage / "rf"
     board = pd.read_csv(sweep / "leaderboard.csv")
     best = board.iloc[0]
@@ -41,13 +47,13 @@ def test_sweep_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tm
     # Noise: the validation size and the best trial's bootstrap interval, in the CSV and the printed output.
     valid = train_valid_arrays(data, valid_pct=spec.valid_pct, seed=spec.seed)["y_valid"]
     assert best["valid_n"] == len(valid) and best["ci95_lo"] <= best["best_auc"] <= best["ci95_hi"]
-    assert "bootstrap 95% interval" in res.stdout and "refit-" in res.stdout
+    assert "bootstrap 95% interval" in printed and "refit-" in printed
     assert "ci95_lo" in (sweep / "leaderboard.md").read_text()
 
     # predict: the refit model by default, the trial's own best checkpoint with refit=False.
     lines = []
     out = tmp_path / "sub.csv"
-    predict(source=str(sweep), data=data, out=out, top_k=1, tta=False, log=lines.append)
+    frame = vs.predict(sweep, data_dir, out=out, top_k=1, tta=False, log=lines.append)
     assert any("refit on all" in line for line in lines), lines
     (label, ckpt), = resolve_sources(str(sweep), top_k=1)
     assert f"refit_runs/refit-{best['trial_id']}" in label
@@ -56,6 +62,7 @@ def test_sweep_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tm
         expected = predict_probs(model, task, data.x_test, device=torch.device("cpu"), tta=False)
         assert meta["epoch"] == 2
     written = pd.read_csv(out)
+    assert list(frame.columns) == list(written.columns) and frame["id"].tolist() == written["id"].tolist()
     sample = pd.read_csv(data_dir / "sample_submission.csv")
     assert list(written.columns) == list(sample.columns) and written["id"].tolist() == sample["id"].tolist()
     np.testing.assert_allclose(written["is_eight"], expected[:, data.classes.index("1")], rtol=1e-6)
@@ -67,3 +74,4 @@ def test_sweep_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tm
             log=lines.append)
     assert any("best checkpoint of the sweep" in line and "--no-refit" in line for line in lines), lines
     assert not np.allclose(pd.read_csv(tmp_path / "own.csv")["is_eight"], written["is_eight"])
+    assert (vs.report(result.path, log=lambda m: None) / "leaderboard.csv").is_file()

@@ -10,7 +10,6 @@ import time
 
 import pandas as pd
 import pytest
-from ray import tune
 
 from conftest import ROOT, run_cli
 
@@ -38,11 +37,18 @@ class Sweep:
             assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n" + "".join(self.lines)
             time.sleep(0.2)
 
-    def wait_for_epoch(self, epoch: int, timeout: float = 300) -> None:
-        """A row of the sweep's epoch table: '<trial id>  <epoch>  <train_loss> ...'."""
+    def wait_for_epoch(self, epoch: int, timeout: float = 300, after: str | None = None) -> None:
+        """A row of the sweep's epoch table: '<trial id>  <epoch>  <train_loss> ...' (after a line holding
+        `after`, when given)."""
         deadline = time.monotonic() + timeout
         row = re.compile(rf"^\w+ +{epoch} +\d+\.\d{{4}} ")
-        while not any(row.match(line) for line in list(self.lines)):
+
+        def seen() -> bool:
+            lines = list(self.lines)
+            start = next((i for i, line in enumerate(lines) if after in line), len(lines)) if after else 0
+            return any(row.match(line) for line in lines[start:])
+
+        while not seen():
             assert self.proc.poll() is None, f"sweep ended before epoch {epoch}:\n" + "".join(self.lines)
             assert time.monotonic() < deadline, f"no epoch {epoch} within {timeout} s:\n" + "".join(self.lines)
             time.sleep(0.2)
@@ -53,10 +59,15 @@ class Sweep:
         return rc, "".join(self.lines)
 
 
-def test_ctrl_c_then_kill_then_resume_completes_every_trial_once(ray_cluster, tmp_path):
+def test_ctrl_c_then_kill_mid_epoch_then_resume_completes_every_trial_once(ray_cluster, tmp_path):
+    """Ctrl-C, then SIGKILL to the sweep's whole process group during a trial's second epoch (issue 11 item 3),
+    then --resume. The killed Train run resumes from its epoch-1 checkpoint; the leaderboard and the curves come
+    from the Train runs' histories, so each trial shows epochs 1..E exactly once and no trial runs twice."""
+    from visionsweep.search.leaderboard import sweep_leaderboard
+
     data = digits_csv_folder(tmp_path / "cactus" / "data")
     storage = tmp_path / "sweeps"
-    args = ["sweep", data, "--name", "r1", "--storage", storage, "--trials", "4", "--epochs", "2",
+    args = ["sweep", data, "--name", "r1", "--storage", storage, "--trials", "3", "--epochs", "3",
             "--backbones", "test_resnet", "--image-size", "16", "--batch-size", "32", "--no-pretrained", "--cpu",
             "--max-concurrent", "1", "--refit", "0"]  # refit (and its resume): test_search_refit
 
@@ -70,44 +81,20 @@ def test_ctrl_c_then_kill_then_resume_completes_every_trial_once(ray_cluster, tm
     assert time.monotonic() - t0 < 60
     assert "--resume" in out
 
-    # 2. Resume, then SIGKILL the driver once a second trial is under way.
-    sweep = Sweep([*args, "--resume"])
-    sweep.wait_for("[1/4 done")
-    sweep.wait_for("[2/4 done")
-    os.kill(sweep.proc.pid, signal.SIGKILL)
-    sweep.finish(timeout=30)
-
-    # 3. Resume again: the rest is finished; every trial exists once with each epoch reported once.
-    res = run_cli(*args, "--resume", timeout=900)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    board = pd.read_csv(storage / "r1" / "leaderboard.csv")
-    assert len(board) == 4 and board["trial_id"].is_unique, board
-    assert set(board["status"]) <= {"done", "stopped early"}, board
-    for result in tune.ResultGrid(tune.ExperimentAnalysis(str(storage / "r1"))):
-        epochs = result.metrics_dataframe["epoch"].tolist()
-        assert epochs == sorted(set(epochs)) and epochs[0] == 1, epochs  # continuous, none twice
-
-
-def test_a_trial_killed_mid_epoch_keeps_every_epoch_in_the_record(ray_cluster, tmp_path):
-    """Issue 11 item 3: SIGKILL to the sweep's whole process group during a trial's second epoch, then --resume.
-    The Train run resumes from its epoch-1 checkpoint and Tune's record of the trial starts again there; the
-    leaderboard and the curves come from the Train run's history, so each trial shows epochs 1..E exactly once."""
-    from visionsweep.search.leaderboard import sweep_leaderboard
-
-    data = digits_csv_folder(tmp_path / "cactus" / "data")
-    storage = tmp_path / "sweeps"
-    args = ["sweep", data, "--name", "k1", "--storage", storage, "--trials", "2", "--epochs", "3",
-            "--backbones", "test_resnet", "--image-size", "16", "--batch-size", "32", "--no-pretrained", "--cpu",
-            "--max-concurrent", "1"]
-    sweep = Sweep(args, new_session=True)
-    sweep.wait_for_epoch(1)  # the first trial is now in its second epoch
+    # 2. Resume, then SIGKILL the driver's whole process group once the second trial is in its second epoch.
+    sweep = Sweep([*args, "--resume"], new_session=True)
+    sweep.wait_for("[1/3 done")
+    sweep.wait_for_epoch(1, after="[1/3 done")
     os.killpg(sweep.proc.pid, signal.SIGKILL)
     sweep.finish(timeout=30)
 
+    # 3. Resume again: the rest is finished; every trial exists once with each epoch once.
     res = run_cli(*args, "--resume", timeout=900)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    board, histories = sweep_leaderboard(str(storage / "k1"), with_histories=True)
-    assert len(board) == 2 and set(board["status"]) <= {"done", "stopped early"}, board
+    board = pd.read_csv(storage / "r1" / "leaderboard.csv")
+    assert len(board) == 3 and board["trial_id"].is_unique, board
+    assert set(board["status"]) <= {"done", "stopped early"}, board
+    board, histories = sweep_leaderboard(str(storage / "r1"), with_histories=True)
     for row in board.itertuples():
         epochs = histories[row.trial_id]["epoch"].tolist()
         assert epochs == list(range(1, row.epochs + 1)), (row.trial_id, epochs)

@@ -85,3 +85,24 @@ def test_with_pretrained_backbones_the_first_rung_follows_an_unfrozen_epoch(tmp_
     assert ordered.rungs() == (2, 4)  # not 1: epoch 1 is the frozen head-only epoch
     scratch, none = pretrained_first(SearchConfig(name="x", epochs=5, train={"pretrained": False}))
     assert not none and scratch.rungs() == (1, 2, 4)
+
+
+def test_every_sampled_max_lr_lies_in_its_backbones_own_range():
+    import optuna
+
+    from visionsweep.search.space import define_space
+
+    sc = SearchConfig(name="x", backbones=("resnet18", "convnext_nano"),
+                      lr_ranges={"resnet18": [1e-4, 2e-4], "convnext_nano": [1e-2, 3e-2]})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        define_space(trial, sc)
+        backbone = trial.params["backbone"]
+        lo, hi = sc.lr_ranges[backbone]
+        assert lo <= trial.params[f"max_lr/{backbone}"] <= hi, trial.params
+        assert set(trial.params) == {"backbone", f"max_lr/{backbone}", "aug"}
+        seen.add(backbone)
+        study.tell(trial, 0.5)
+    assert seen == {"resnet18", "convnext_nano"}
