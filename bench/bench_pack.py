@@ -4,7 +4,7 @@ Each setting k is a real `search.sweep.run_sweep` of --trials trials x --epochs 
 random init) on a cactus-size set (17,500 images of 32 px, 20 % held out, upscaled to 128 px on the device, batch
 64), with --gpus-per-trial 1/k and max_concurrent k. ASHA's grace period is the whole run, so no trial stops early
 and every setting does the same work. One Ray cluster serves all settings, started as `visionsweep sweep` starts it
-(`trainables.ray_train.ensure_ray`: every CPU, the GPUs, the dashboard).
+(`trainables.ray_session.ensure_ray`: every CPU, the GPUs, the dashboard).
 
 Measured per setting, in the same run:
   trials/hour    trials / sweep wall time (from run_sweep's call to its return)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     from bench_step import print_header
     from visionsweep.search.config import SearchConfig
     from visionsweep.search.sweep import run_sweep
-    from visionsweep.trainables.ray_train import ensure_ray
+    from visionsweep.trainables.ray_session import ensure_ray
 
     import torch
 

@@ -45,7 +45,7 @@ def folder_arrays(root: str, size: int) -> tuple[dict, list[str]]:
 
     from visionsweep.datasets.load import load_dataset
     from visionsweep.datasets.spec import DatasetSpec
-    from visionsweep.trainables.ray_train import train_valid_arrays
+    from visionsweep.datasets.split import train_valid_arrays
 
     spec = DatasetSpec(root=Path(root))
     data = load_dataset(spec)

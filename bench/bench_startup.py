@@ -1,7 +1,7 @@
 """Ray Train start-up benchmark: seconds from TorchTrainer.fit() to the first training step, 1 and 2 CPU workers.
 
 One new local Ray cluster with the dashboard, timed once: by default as `visionsweep train` starts it
-(trainables.ray_train.ensure_ray(num_cpus=4)), with --init plain by ray.init(address="local", num_cpus=4,
+(trainables.ray_session.ensure_ray(num_cpus=4)), with --init plain by ray.init(address="local", num_cpus=4,
 include_dashboard=True, dashboard_host="127.0.0.1"). Then --runs fits for each worker count, interleaved
 (1, 2, 1, 2, ...).
 Each fit is a real visionsweep run: trainables.ray_train.make_trainer(cfg, info, ray.put(arrays), ...) with a
@@ -188,7 +188,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
     parser.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local cluster (default 4)")
     parser.add_argument("--init", choices=("visionsweep", "plain"), default="visionsweep",
-                        help="start the cluster as `visionsweep train` does (trainables.ray_train.ensure_ray: "
+                        help="start the cluster as `visionsweep train` does (trainables.ray_session.ensure_ray: "
                              "private local cluster, dashboard on 127.0.0.1, Train state tracking, placement-group "
                              "cleaner pointed at this cluster's state API), or with a plain ray.init(address="
                              "'local', num_cpus=N, include_dashboard=True, dashboard_host='127.0.0.1')")
@@ -217,10 +217,10 @@ def main() -> None:
     wait_for_other_ray(args.wait_s)
     t = time.perf_counter()
     if args.init == "visionsweep":  # what `visionsweep train` does on a machine without RAY_ADDRESS
-        from visionsweep.trainables.ray_train import ensure_ray
+        from visionsweep.trainables.ray_session import ensure_ray
 
         ensure_ray(num_cpus=args.num_cpus)
-        how = f"trainables.ray_train.ensure_ray(num_cpus={args.num_cpus})"
+        how = f"trainables.ray_session.ensure_ray(num_cpus={args.num_cpus})"
     else:
         # address="local": always a new cluster, never one that appeared since the check (ray.init(), given no
         # address, joins a running `ray start` cluster it finds)

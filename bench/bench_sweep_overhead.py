@@ -34,7 +34,7 @@ def main() -> None:
     from visionsweep.search.config import SearchConfig
     from visionsweep.search.sweep import run_sweep
     from visionsweep.trainables.provenance import provenance
-    from visionsweep.trainables.ray_train import ensure_ray
+    from visionsweep.trainables.ray_session import ensure_ray
 
     prov = provenance()
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from visionsweep.datasets.errors import DataError
+
+if TYPE_CHECKING:
+    from visionsweep.datasets.load import LoadedData
 
 
 def stratified_split(labels: np.ndarray, *, valid_pct: float, seed: int,
@@ -31,3 +36,12 @@ def stratified_split(labels: np.ndarray, *, valid_pct: float, seed: int,
         valid.append(idx[:k])
         train.append(idx[k:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(valid))
+
+
+def train_valid_arrays(data: LoadedData, *, valid_pct: float, seed: int) -> dict[str, np.ndarray]:
+    """Train/valid arrays: the given valid/ folder, else a seeded stratified holdout of train."""
+    if data.x_valid is not None:
+        return {"x_train": data.x_train, "y_train": data.y_train, "x_valid": data.x_valid, "y_valid": data.y_valid}
+    tr, va = stratified_split(data.y_train, valid_pct=valid_pct, seed=seed, classes=data.classes)
+    return {"x_train": data.x_train[tr], "y_train": data.y_train[tr],
+            "x_valid": data.x_train[va], "y_valid": data.y_train[va]}

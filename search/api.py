@@ -58,7 +58,7 @@ def _use_gpu(cpu: bool) -> bool:
     import os
 
     if os.environ.get("RAY_ADDRESS"):  # a cluster: its workers may have GPUs the driver lacks
-        from visionsweep.trainables.ray_train import ensure_ray
+        from visionsweep.trainables.ray_session import ensure_ray
 
         return ensure_ray().get("GPU", 0) > 0
     import torch
@@ -89,7 +89,7 @@ def _train_config(options: dict, *, cpu: bool, seed: int | None):
 def train(data, *, out, resume: bool = False, overwrite: bool = False, cpu: bool = False, log=print, **options):
     """One fine-tuning run (a Ray Train TorchTrainer) into `out`; returns its RunOutcome (best and final
     metrics, the run folder)."""
-    from visionsweep.trainables.ray_train import run_training
+    from visionsweep.search.runs import run_training
 
     spec_options, train_options = _split(options, _train_fields(), "train")
     spec = _spec(data, spec_options)
@@ -101,7 +101,7 @@ def train(data, *, out, resume: bool = False, overwrite: bool = False, cpu: bool
 
 def lr_find(data, *, out="lr_find.png", cpu: bool = False, log=print, **options) -> dict:
     """fastai's LR range test: {"lrs", "losses", "suggestions": {"valley": {"lr", "loss"}, ...}}, plot at `out`."""
-    from visionsweep.trainables.ray_train import run_lr_find_job
+    from visionsweep.search.runs import run_lr_find_job
 
     spec_options, train_options = _split(options, _train_fields(), "lr_find")
     spec = _spec(data, spec_options)

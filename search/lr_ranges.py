@@ -7,7 +7,8 @@ from pathlib import Path
 
 from visionsweep.search.config import SearchConfig
 from visionsweep.search.space import RECIPE_AUG, trial_train_config
-from visionsweep.trainables.ray_train import lr_find_curve, save_lr_find
+from visionsweep.trainables.plots import save_lr_find
+from visionsweep.trainables.ray_train import lr_find_curve
 from visionsweep.trainables.worker import DataInfo
 
 # The searched max LR spans the valley suggestion x/÷ this: fastai's advice is the valley for fit_one_cycle,

@@ -172,7 +172,8 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=pr
     from ray import tune
 
     from visionsweep.search.space import trial_train_config
-    from visionsweep.trainables.ray_train import make_trainer, quiet_train_logs, raise_if_failed, share_cpus
+    from visionsweep.trainables.ray_session import share_cpus
+    from visionsweep.trainables.ray_train import make_trainer, quiet_train_logs, raise_if_failed
 
     top = board[board["status"] != "error"].dropna(subset=[f"best_{metric}"]).head(sc.refit)
     if not len(top):

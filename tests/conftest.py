@@ -42,7 +42,7 @@ def ray_cluster():
 
     import ray
 
-    from visionsweep.trainables.ray_train import LOCAL_ENV, TRIAL_RESOURCE, WORKER_ENV
+    from visionsweep.trainables.ray_session import LOCAL_ENV, TRIAL_RESOURCE, WORKER_ENV
 
     port, dash = _free_port(), _free_port()
     ray_bin = [str(Path(sys.executable).parent / "ray")]
@@ -57,7 +57,7 @@ def ray_cluster():
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         # Train's placement-group cleaner must find this cluster's state API, not whatever cluster last
         # wrote /tmp/ray/ray_current_cluster (another engineer's, or a dead one). One machine: no preemption
-        # watcher (as `visionsweep` itself starts local clusters, trainables/ray_train.py LOCAL_ENV).
+        # watcher (as `visionsweep` itself starts local clusters, trainables/ray_session.py LOCAL_ENV).
         env={**os.environ, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}", **LOCAL_ENV})
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -66,7 +66,7 @@ def check_dashboard_loopback(cfg: dict) -> None:
 
 def check_trial_resource_on_head(cfg: dict) -> None:
     """Trial drivers ask for visionsweep_trial: the head offers it, the GPU workers do not."""
-    from visionsweep.trainables.ray_train import TRIAL_RESOURCE
+    from visionsweep.trainables.ray_session import TRIAL_RESOURCE
 
     head_type = cfg["head_node_type"]
     types = cfg["available_node_types"]

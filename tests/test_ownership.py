@@ -10,7 +10,8 @@ from conftest import run_cli
 from digits import digits_csv_folder
 from imagefolders import snapshot
 from visionsweep.datasets import DataError, ownership
-from visionsweep.trainables.ray_train import prepare_run_dir
+from visionsweep.search.runs import prepare_run_dir
+from visionsweep.trainables.config import TrainConfig
 
 TINY = ["--backbone", "test_resnet", "--epochs", "1", "--image-size", "16", "--no-pretrained", "--cpu"]
 
@@ -77,13 +78,13 @@ def test_train_out_inside_data_is_refused_and_writes_nothing(data, tmp_path):
 
 def test_a_refused_train_leaves_no_out_folder(data, tmp_path):
     """--workers beyond the cluster is found before --out is created."""
-    from visionsweep.trainables import ray_train
+    from visionsweep.trainables import ray_session
 
     out = tmp_path / "run"
     action = prepare_run_dir(out, overwrite=False, resume=False)
     assert action == "new" and not out.exists()
     with pytest.raises(DataError, match="--workers 1000"):
-        ray_train.check_resources(ray_train.TrainConfig(workers=1000), {"CPU": 2.0})
+        ray_session.check_resources(TrainConfig(workers=1000), {"CPU": 2.0})
     assert not out.exists()
 
 

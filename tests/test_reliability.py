@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from conftest import ROOT
 from visionsweep.trainables.checkpoint import read_meta, read_train_state
-from visionsweep.trainables.ray_train import tighten_token_file
+from visionsweep.trainables.ray_session import tighten_token_file
 
 WRITER = """
 import sys, timm, torch

@@ -15,7 +15,7 @@ from digits import digits_csv_folder
 from visionsweep.datasets.load import load_dataset
 from visionsweep.datasets.spec import spec_from_dict
 from visionsweep.search.predict import predict, resolve_sources
-from visionsweep.trainables.ray_train import train_valid_arrays
+from visionsweep.datasets.split import train_valid_arrays
 from visionsweep.trainables.inference import load_for_inference, predict_probs
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, run_cli
 from visionsweep.datasets import DataError
 from visionsweep.trainables.config import TrainConfig
-from visionsweep.trainables.ray_train import check_resources
+from visionsweep.trainables.ray_session import check_resources
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +113,7 @@ def test_bad_training_flags_exit_2_before_any_work(demo_data, tmp_path, flags, m
 
 def test_a_lone_cpu_run_gets_an_equal_share_of_the_cpus():
     """Ray sets OMP_NUM_THREADS from a worker's CPUs: 1 CPU per worker left cores idle (bench: 0.6x)."""
-    from visionsweep.trainables.ray_train import share_cpus
+    from visionsweep.trainables.ray_session import share_cpus
 
     assert share_cpus(TrainConfig(workers=1), {"CPU": 4.0}).cpus_per_worker == 4.0
     assert share_cpus(TrainConfig(workers=2), {"CPU": 4.0}).cpus_per_worker == 2.0

@@ -3,6 +3,7 @@ module leaves a notebook's backend (inline plots) as it was."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,9 @@ def plot_lr_find(result: dict, path: Path) -> None:
     ax.legend()
     ax.set_title("lr_find")
     save(fig, path)
+
+
+def save_lr_find(result: dict, backbone: str, out_png: Path) -> None:
+    """The plot, and the curve as JSON beside it (same name, .json)."""
+    plot_lr_find(result, out_png)
+    out_png.with_suffix(".json").write_text(json.dumps({"backbone": backbone, **result}, indent=1))

@@ -1,0 +1,105 @@
+"""The Ray session: connect to a cluster or start a private local one (dashboard on loopback, token auth),
+and the resource policy of one run (CPU shares, clear errors for more workers than the cluster has)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from visionsweep.datasets import DataError
+from visionsweep.trainables.config import TrainConfig
+
+TRIAL_RESOURCE = "visionsweep_trial"  # sweeps: trial drivers take this, never a CPU a worker needs
+WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}  # Train run state for the dashboard (read where fit() runs)
+# A cluster visionsweep starts on this machine: no spot nodes to watch. Train's preemption watcher is one more
+# actor per run (about 1 s of each trial's start on 2 cores); clusters keep it.
+LOCAL_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+DASHBOARD_URL: str | None = None
+
+
+def verbose() -> bool:
+    """`--verbose` (VISIONSWEEP_VERBOSE=1): Ray's own output on the console too, not only in its session logs."""
+    return os.environ.get("VISIONSWEEP_VERBOSE") == "1"
+
+
+def ensure_ray(*, num_cpus: int | None = None, log=print, log_to_driver: bool = True) -> dict:
+    """Connect to RAY_ADDRESS's cluster, or start a local one with the dashboard on 127.0.0.1 (Ray 2.60 turns
+    token authentication on for it; visionsweep keeps it on and makes the token file private).
+
+    `log_to_driver=False` (sweeps, unless --verbose) keeps what Ray's workers print in the session logs: the
+    sweep's console is built by the driver from Tune's events instead."""
+    import ray
+
+    global DASHBOARD_URL
+    if not ray.is_initialized():
+        worker_env = {**WORKER_ENV, **({"VISIONSWEEP_VERBOSE": "1"} if verbose() else {})}
+        common = dict(log_to_driver=log_to_driver or verbose(), logging_level="WARNING",
+                      runtime_env={"env_vars": worker_env})
+        if os.environ.get("RAY_ADDRESS"):  # a cluster (or `ray job submit`, which sets it)
+            ctx = ray.init(**common)
+        else:  # a private local cluster: never an unrelated `ray start` instance found on this machine
+            for attempt in range(3):  # a free port may be taken by another process before Ray binds it
+                port = _dashboard_port(preferred=8265 if attempt == 0 else 0)
+                # Train's placement-group cleaner finds the state API by "auto" address, i.e. the last `ray start`
+                # cluster's file in /tmp/ray, which may be another (or a dead) cluster: point it at this one.
+                api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **LOCAL_ENV}
+                common["runtime_env"] = {"env_vars": {**worker_env, **api}}
+                os.environ.update(api)
+                try:
+                    ctx = ray.init(address="local", num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0},
+                                   include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, **common)
+                    break
+                except Exception as err:
+                    if "port" not in str(err).lower() or attempt == 2:
+                        raise
+                    ray.shutdown()
+        DASHBOARD_URL = ctx.dashboard_url
+        tighten_token_file(log=log)
+    return ray.cluster_resources()
+
+
+def _dashboard_port(preferred: int = 8265) -> int:
+    """Ray's usual 8265 when free, else any free port."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+                return sock.getsockname()[1]
+            except OSError:
+                continue
+    raise RuntimeError("no free port for the Ray dashboard")
+
+
+def tighten_token_file(log=print) -> None:
+    """Ray writes ~/.ray/auth_token readable by every local user (0644); the token is the cluster's key."""
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    try:
+        if token.is_file() and token.stat().st_mode & 0o077:
+            token.chmod(0o600)
+    except OSError as err:
+        log(f"warning: could not make {token} private ({err}); other users of this machine can read it")
+
+
+def share_cpus(cfg: TrainConfig, resources: dict) -> TrainConfig:
+    """One run alone on CPUs: each worker gets an equal share of the cluster's CPUs. Ray sets a worker's
+    OMP_NUM_THREADS from its CPUs, so the default 1 CPU left one core of two idle (measured 0.6x)."""
+    if cfg.use_gpu or cfg.cpus_per_worker != 1.0:
+        return cfg
+    share = int(resources.get("CPU", 1) // cfg.workers)
+    return dataclasses.replace(cfg, cpus_per_worker=float(share)) if share > 1 else cfg
+
+
+def check_resources(cfg: TrainConfig, resources: dict) -> None:
+    """`--workers` beyond the cluster's GPUs/CPUs is a clear error, not a hang."""
+    if cfg.use_gpu:
+        have, need = resources.get("GPU", 0.0), cfg.workers * cfg.gpus_per_worker
+        if need > have:
+            raise DataError(f"--workers {cfg.workers} needs {need:g} GPU(s) but the Ray cluster has {have:g}; "
+                            f"lower --workers, or add --cpu to train on CPUs")
+    have, need = resources.get("CPU", 0.0), cfg.workers * cfg.cpus_per_worker
+    if need > have:
+        raise DataError(f"--workers {cfg.workers} needs {need:g} CPU(s) but the Ray cluster has {have:g}; "
+                        f"lower --workers")
