@@ -160,11 +160,7 @@ class Visionsweep:
             head_lr, body_lr, beta1 = schedule_at((seg - 1) * self.per_epoch + b, cfg=cfg, steps=self.per_epoch)
             _set_hyper(opt, head_lr, body_lr, beta1)
             xb, yb = train.get(order[b * batch:(b + 1) * batch])
-            loss = runner.loss(xb, yb, strength=cfg.aug, gen=gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses[b] = loss.detach()
+            losses[b] = runner.step(opt, xb, yb, strength=cfg.aug, gen=gen)
             # ---
             yield
         if not torch.isfinite(losses).all():

@@ -107,11 +107,7 @@ def test_training_steps_never_wait_for_the_gpu(monkeypatch, data_on_gpu):
         head_lr, body_lr, beta1 = schedule_at(b, cfg=cfg, steps=4)
         _set_hyper(opt, head_lr, body_lr, beta1)
         xb, yb = train.get(idx[b * cfg.batch_size:(b + 1) * cfg.batch_size])
-        loss = runner.loss(xb, yb, strength=cfg.aug, gen=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses[b] = loss.detach()
+        losses[b] = runner.step(opt, xb, yb, strength=cfg.aug, gen=gen)  # fit's own step
 
     step(0)  # first use: lazy initialisation (cuBLAS handles, optimizer state) may synchronise once
     torch.cuda.synchronize()

@@ -201,6 +201,16 @@ class Runner:
             logits = self.model(x)
         return F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
 
+    def step(self, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor, *, strength: float,
+             gen: torch.Generator | None) -> torch.Tensor:
+        """One optimiser step on a batch (augment, forward, loss, backward, step): the training step of fit,
+        lr_find and bench/bench_step.py. Returns the loss, detached and on the device (no host sync)."""
+        loss = self.loss(xb, yb, strength=strength, gen=gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
     @torch.no_grad()
     def logits(self, data: Batches, idx: np.ndarray, *, batch_size: int, transform=None,
                on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
@@ -271,11 +281,7 @@ def fit(model: nn.Module, *, cfg: TrainConfig, task: Task, train: Batches, valid
             head_lr, body_lr, beta1 = schedule_at((epoch - 1) * steps + b, cfg=cfg, steps=steps)
             _set_hyper(opt, head_lr, body_lr, beta1)
             xb, yb = train.get(idx[b * cfg.batch_size:(b + 1) * cfg.batch_size])
-            loss = runner.loss(xb, yb, strength=cfg.aug, gen=gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses[b] = loss.detach()  # no .item() in the hot loop: no host sync per step
+            losses[b] = runner.step(opt, xb, yb, strength=cfg.aug, gen=gen)  # no .item(): no host sync per step
         train_loss = dist.mean(losses.mean()).item()
         if not np.isfinite(train_loss):
             raise FloatingPointError(f"training loss is {train_loss} in epoch {epoch}; lower --max-lr")

@@ -34,11 +34,8 @@ def lr_find(runner: Runner, train: Batches, *, cfg, start_lr: float = 1e-7, end_
                 g["lr"] = lr
             s = (i * per_step) % max(1, len(shard) - per_step + 1)
             xb, yb = train.get(shard[s:s + per_step])
-            loss = runner.loss(xb, yb, strength=cfg.aug, gen=gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            value = dist.mean(loss.detach().float()).item()
+            loss = runner.step(opt, xb, yb, strength=cfg.aug, gen=gen)
+            value = dist.mean(loss.float()).item()
             lrs.append(lr)
             raw.append(value)
             smoothed = smooth(raw)[-1]
