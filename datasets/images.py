@@ -6,6 +6,7 @@ import os
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -49,25 +50,21 @@ def _describe_error(default: str, err: Exception) -> str:
     return f"{default} ({msg})"
 
 
+@contextmanager
 def _quiet_bombs():
     """Large-but-allowed images (more than PIL's warning threshold) decode without a warning each.
 
     Set around a whole thread pool, in the calling thread: warnings.catch_warnings() inside the
     workers would race on the process-wide filter list and could leave it changed.
     """
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    return ctx
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
 
 
 def probe_all(paths: list[Path]) -> list[tuple[int, int, str] | str]:
-    ctx = _quiet_bombs()
-    try:
-        with ThreadPoolExecutor(_threads()) as pool:
-            return list(pool.map(probe, paths))
-    finally:
-        ctx.__exit__(None, None, None)
+    with _quiet_bombs(), ThreadPoolExecutor(_threads()) as pool:
+        return list(pool.map(probe, paths))
 
 
 def to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
@@ -134,25 +131,21 @@ def decode_all(paths: list[Path], size: int, method: str, *, progress=None) -> t
     conversions: Counter = Counter()
     errors: list[tuple[Path, str]] = []
 
-    ctx = _quiet_bombs()
     # A bar with the rate on a terminal for folders worth waiting on (tqdm turns itself off when stderr is no
     # terminal; `progress` then reports to the log).
     bar = tqdm(total=len(paths), desc="decoding", unit="img", disable=None if len(paths) >= 2000 else True,
                leave=False, mininterval=0.5)
-    try:
-        with ThreadPoolExecutor(_threads()) as pool, bar:
-            results = pool.map(lambda path: decode(path, size, method), paths)
-            for i, result in enumerate(results):  # counted in this thread only: no shared mutable state
-                bar.update()
-                if isinstance(result, str):
-                    errors.append((paths[i], result))
-                else:
-                    out[i], conversion = result
-                    if conversion:
-                        conversions[conversion] += 1
-                if progress is not None and (i + 1) % 2000 == 0:
-                    progress(i + 1, len(paths))
-    finally:
-        ctx.__exit__(None, None, None)
+    with _quiet_bombs(), ThreadPoolExecutor(_threads()) as pool, bar:
+        results = pool.map(lambda path: decode(path, size, method), paths)
+        for i, result in enumerate(results):  # counted in this thread only: no shared mutable state
+            bar.update()
+            if isinstance(result, str):
+                errors.append((paths[i], result))
+            else:
+                out[i], conversion = result
+                if conversion:
+                    conversions[conversion] += 1
+            if progress is not None and (i + 1) % 2000 == 0:
+                progress(i + 1, len(paths))
     errors.sort(key=lambda e: str(e[0]))
     return out, conversions, errors
