@@ -77,8 +77,8 @@ def ray_cluster():
     os.environ.pop("RAY_ADDRESS", None)
     head.terminate()
     try:
-        head.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # `ray start --block` stopping every process gracefully took 30 s at times
+        head.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # `ray start --block` stopping every process gracefully took 10-30 s
         import signal
 
         os.killpg(head.pid, signal.SIGKILL)  # its own session: this head's processes alone

@@ -3,6 +3,7 @@
 import os
 import sys
 import time
+import zipfile
 
 import pandas as pd
 import pytest
@@ -25,15 +26,19 @@ def test_sweep_as_a_ray_job_succeeds_and_leaves_results_in_storage(ray_cluster, 
 
     data = digits_csv_folder(tmp_path / "c" / "data")
     storage = tmp_path / "sweeps"
-    # As the README ships the current code to a cluster: a wheel in the job's py_modules.
-    wheel = build_wheel(tmp_path)
+    # As the README ships the current code to a cluster: the package folder of its wheel in the job's py_modules.
+    # (A .whl in py_modules is pip-installed *with its dependencies* into the job's folder: torch and Ray again,
+    # ahead of the cluster's own on PYTHONPATH, and 100 s of installing here.)
+    ship = tmp_path / "ship"
+    zipfile.ZipFile(build_wheel(tmp_path)).extractall(ship)
     client = JobSubmissionClient(os.environ["VISIONSWEEP_TEST_DASHBOARD"])  # adds the token (RAY_AUTH_MODE=token)
-    entrypoint = (f"{sys.executable} -c 'import visionsweep; print(\"visionsweep from\", visionsweep.__file__)' && "
+    entrypoint = (f"{sys.executable} -c 'import visionsweep, torch; print(\"visionsweep from\", visionsweep.__file__); "
+                  f"print(\"torch from\", torch.__file__)' && "
                   f"{sys.executable} -m visionsweep sweep {data} --name job1 --storage {storage} --trials 1 "
                   f"--epochs 1 --backbones test_resnet --image-size 16 --batch-size 32 --no-pretrained --cpu --refit 0")  # refit: test_search_refit
     for attempt in range(30):  # the head's job agent may still be starting: "No available agent ... try again"
         try:
-            job = client.submit_job(entrypoint=entrypoint, runtime_env={"py_modules": [str(wheel)]})
+            job = client.submit_job(entrypoint=entrypoint, runtime_env={"py_modules": [str(ship / "visionsweep")]})
             break
         except RuntimeError as err:
             if "try again" not in str(err) or attempt == 29:
@@ -47,6 +52,8 @@ def test_sweep_as_a_ray_job_succeeds_and_leaves_results_in_storage(ray_cluster, 
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
     assert "leaderboard (auc" in logs
     shipped = next(line for line in logs.splitlines() if line.startswith("visionsweep from"))
-    assert "runtime_resources" in shipped and str(ROOT) not in shipped, shipped  # the job ran the shipped wheel
+    assert "runtime_resources" in shipped and str(ROOT) not in shipped, shipped  # the job ran the shipped code
+    torch_from = next(line for line in logs.splitlines() if line.startswith("torch from"))
+    assert "runtime_resources" not in torch_from, torch_from  # ... with the cluster's own dependencies
     board = pd.read_csv(storage / "job1" / "leaderboard.csv")
     assert len(board) == 1 and board["best_auc"].notna().all()
