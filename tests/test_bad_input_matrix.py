@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli_in_process
 
 from digits import digits_csv_folder
 from imagefolders import snapshot
@@ -81,7 +81,7 @@ def test_bad_input_exits_2_with_one_message_and_touches_nothing(pristine, tmp_pa
     if "--storage" not in args:
         args += ["--storage", str(storage)]
     sweep = [a for a in SWEEP if not ("-cpu" in args and a == "--cpu")]  # "-cpu": this case runs without --cpu
-    res = run_cli("sweep", data, *sweep, *[a for a in args if a != "-cpu"])
+    res = cli_in_process("sweep", data, *sweep, *[a for a in args if a != "-cpu"])
     assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
     assert res.stderr.count("error:") == 1, res.stderr
     for word in words:
@@ -96,10 +96,10 @@ def test_a_foreign_folder_with_the_sweep_name_is_never_touched(pristine, tmp_pat
     storage = tmp_path / "sweeps"
     (storage / "new").mkdir(parents=True)
     (storage / "new" / "thesis.tex").write_text("precious")
-    res = run_cli("sweep", pristine, *SWEEP, "--storage", storage)
+    res = cli_in_process("sweep", pristine, *SWEEP, "--storage", storage)
     assert res.returncode == 2 and "is not a visionsweep sweep" in res.stderr
     assert (storage / "new" / "thesis.tex").read_text() == "precious"
-    res = run_cli("sweep", pristine, *SWEEP, "--storage", storage, "--resume")
+    res = cli_in_process("sweep", pristine, *SWEEP, "--storage", storage, "--resume")
     assert res.returncode == 2 and "no visionsweep sweep to resume" in res.stderr
 
 
@@ -206,7 +206,7 @@ def test_check_finds_it_before_ray_starts(pristine, tmp_path, case, breaks, flag
     if breaks:
         breaks(data)
     before = snapshot(data)
-    res = run_cli("check", data, *flags)
+    res = cli_in_process("check", data, *flags)
     assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
     assert res.stderr.count("error:") == 1, res.stderr
     for word in words:
@@ -217,7 +217,7 @@ def test_check_finds_it_before_ray_starts(pristine, tmp_path, case, breaks, flag
 
 def test_data_that_is_a_symlink_loop_is_one_message(tmp_path):
     (tmp_path / "data").symlink_to("data")
-    res = run_cli("check", tmp_path / "data")
+    res = cli_in_process("check", tmp_path / "data")
     assert res.returncode == 2 and "symlink loop" in res.stderr and "Traceback" not in res.stderr, res.stderr
 
 
@@ -227,7 +227,7 @@ def test_trailing_commas_in_every_row_are_read(pristine, tmp_path):
     for name in ("train.csv", "sample_submission.csv"):
         lines = (data / name).read_text().splitlines()
         (data / name).write_text("\n".join(lines[:1] + [r + "," for r in lines[1:]]) + "\n")
-    res = run_cli("check", data)
+    res = cli_in_process("check", data)
     assert res.returncode == 0, res.stderr
     assert "classes:     2" in res.stdout
 
@@ -238,7 +238,7 @@ def test_trailing_commas_in_every_row_are_read(pristine, tmp_path):
 ], ids=["max-lr-inf", "weight-decay-inf"])
 def test_train_flags_that_would_go_nan_are_refused(pristine, tmp_path, flags, words):
     out = tmp_path / "run"
-    res = run_cli("train", pristine, "--backbone", "test_resnet", "--cpu", "--out", out, *flags)
+    res = cli_in_process("train", pristine, "--backbone", "test_resnet", "--cpu", "--out", out, *flags)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     for word in words:
         assert word in res.stderr, res.stderr

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli_in_process
 
 from digits import digits_csv_folder
 from imagefolders import snapshot
@@ -62,7 +62,7 @@ def test_overwrite_never_deletes_a_hugging_face_folder(tmp_path):
 def test_train_overwrite_on_a_foreign_folder_exits_2_and_keeps_it(data, tmp_path):
     hf = _hf_folder(tmp_path / "bert")
     before = snapshot(hf)
-    res = run_cli("train", data, *TINY, "--out", hf, "--overwrite")
+    res = cli_in_process("train", data, *TINY, "--out", hf, "--overwrite")
     assert res.returncode == 2, res.stderr[-2000:]
     assert res.stderr.count("error:") == 1 and "not a visionsweep run" in res.stderr and "Traceback" not in res.stderr
     assert snapshot(hf) == before
@@ -70,7 +70,7 @@ def test_train_overwrite_on_a_foreign_folder_exits_2_and_keeps_it(data, tmp_path
 
 def test_train_out_inside_data_is_refused_and_writes_nothing(data, tmp_path):
     before = snapshot(data)
-    res = run_cli("train", data, *TINY, "--out", data / "train" / "run1", "--workers", "1000")
+    res = cli_in_process("train", data, *TINY, "--out", data / "train" / "run1", "--workers", "1000")
     assert res.returncode == 2 and "inside the DATA folder" in res.stderr and "--out" in res.stderr, res.stderr
     assert snapshot(data) == before
     assert not (data / "train" / "run1").exists()
@@ -94,7 +94,7 @@ def test_sweep_refuses_other_visionsweep_folders_and_fake_markers(data, tmp_path
     fake.mkdir(parents=True)
     (fake / "sweep.json").write_text('{"name": "not ours"}')
     before = snapshot(storage)
-    res = run_cli("sweep", data, "--name", "new", "--storage", storage, "--trials", "1", "--epochs", "1",
+    res = cli_in_process("sweep", data, "--name", "new", "--storage", storage, "--trials", "1", "--epochs", "1",
                   "--backbones", "test_resnet", "--cpu", "--resume")
     assert res.returncode == 2 and "no visionsweep sweep to resume" in res.stderr, res.stderr[-2000:]
     assert snapshot(storage) == before

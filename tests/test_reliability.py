@@ -56,6 +56,7 @@ def test_the_ray_token_file_is_made_private(tmp_path, monkeypatch):
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
 
 
+@pytest.mark.slow
 def test_the_session_cluster_dashboard_listens_on_loopback_only(ray_cluster):
     port = os.environ["VISIONSWEEP_TEST_DASHBOARD"].rsplit(":", 1)[1]
     listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
