@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import ray
+import ray.train
 import torch
 from torch import nn
 
@@ -85,7 +86,6 @@ def test_sweep_runs_every_trial_stops_the_worse_and_survives_a_failing_one(sweep
     assert 1 in lrs and all(lrs[r] <= meta["config"]["max_lr"] / 1e4 for r in (1, 2) if r in lrs), lrs
     # Retention kept Train's own record readable for every trial that saved a checkpoint (predict and the report
     # read it); the diverging trial failed before its first report and has none to read.
-    import ray.train
     for run in Path(path, "train_runs").iterdir():
         if any(run.glob("checkpoint_*")):
             assert ray.train.Result.from_path(str(run)).checkpoint is not None, run
