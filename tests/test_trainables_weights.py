@@ -123,3 +123,26 @@ def test_a_checkpoint_loads_in_plain_timm_from_its_own_config(tmp_path):
     assert plain.pretrained_cfg["label_names"] == meta["classes"]
     data = timm.data.resolve_model_data_config(plain)
     assert tuple(data["input_size"]) == (3, 32, 32) and tuple(data["mean"]) == (0.5, 0.4, 0.3)
+
+
+def test_timm_named_weights_load_through_timms_own_loader_ema_first(tmp_path):
+    """A checkpoint as timm's train.py writes it ({"state_dict", "state_dict_ema"}, timm key names, 1000-class
+    head): timm's pretrained-file path loads the EMA weights and gives a 3-class task a new head."""
+    torch.manual_seed(0)
+    plain, _ = create_model("test_resnet", 1000, pretrained=False)
+    ema, _ = create_model("test_resnet", 1000, pretrained=False)
+    path = tmp_path / "model_best.pth.tar"
+    torch.save({"epoch": 9, "state_dict": plain.state_dict(), "state_dict_ema": ema.state_dict()}, path)
+    logs = []
+    model, source = create_model("test_resnet", 3, pretrained=True, weights=str(path), log=logs.append)
+    assert "timm's pretrained-file loader" in source and "new head: fc.weight, fc.bias" in source, source
+    assert logs == [source]
+    assert torch.equal(model.conv1[0].weight if isinstance(model.conv1, torch.nn.Sequential) else model.conv1.weight,
+                       (ema.conv1[0].weight if isinstance(ema.conv1, torch.nn.Sequential) else ema.conv1.weight))
+    assert model.fc.weight.shape == (3, model.fc.in_features)
+    # The architecture's own class count keeps the file's head.
+    model, source = create_model("test_resnet", 1000, pretrained=True, weights=str(path), log=logs.append)
+    assert "head from the file" in source and torch.equal(model.fc.weight, ema.fc.weight)
+    # A file timm cannot place strictly (another library's names) is never "loaded" with nothing placed.
+    model, source = create_model("tf_efficientnet_lite0", 2, pretrained=True, weights=_lite0_file(), log=logs.append)
+    assert "by position" in source

@@ -119,8 +119,13 @@ def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: 
 
     check_backbone(backbone)
     if weights is not None:
+        path = Path(weights)
+        read_state_dict(path)  # a clear error for a missing file, a pickle or a file that holds no tensors
+        model = timm_file_model(backbone, num_classes, path, log=log)
+        if model is not None:
+            return model
         model = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
-        return model, load_weights(model, Path(weights), log=log)
+        return model, load_weights(model, path, log=log)
     if not pretrained:
         return timm.create_model(backbone, pretrained=False, num_classes=num_classes), "random init (--no-pretrained)"
     try:
@@ -142,6 +147,35 @@ def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: 
     return timm.create_model(backbone, pretrained=False, num_classes=num_classes), "random init (offline)"
 
 
+def timm_file_model(backbone: str, num_classes: int, path: Path, *, log=print) -> tuple[nn.Module, str] | None:
+    """(model, source) through timm's own pretrained-file path, or None when timm cannot place every tensor of the
+    file (key names of another library: load_weights maps those by position). timm's loader takes the EMA weights
+    when the file has them, strips DDP's "module." prefixes and applies the architecture's checkpoint filter.
+
+    The model is built with the architecture's own class count, so timm loads strictly (given another count it
+    drops the head and then ignores every name it cannot place: a file of foreign names would load nothing,
+    silently); a task with another class count then gets a new head."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    classes = getattr(cfg, "num_classes", None) or 1000
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = timm.create_model(backbone, pretrained=True, num_classes=classes,
+                                      pretrained_cfg_overlay={"file": str(path)})
+    except Exception:  # names or shapes timm cannot place
+        return None
+    if classes == num_classes:
+        how = "head from the file"
+    else:
+        model.reset_classifier(num_classes)
+        how = "new head: " + ", ".join(k for k in model.state_dict() if is_head_key(k, head_prefix(model)))
+    msg = f"loaded {path.name} through timm's pretrained-file loader (timm key names); {how}"
+    log(msg)
+    return model, msg
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise DataError(f"--weights {path} does not exist")
@@ -154,7 +188,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as err:
         raise DataError(f"--weights {path} is not a safetensors file or a plain state dict loadable with "
                         f"weights_only=True ({type(err).__name__}: {str(err)[:200]})") from None
-    for key in ("state_dict", "model", "model_state_dict"):
+    for key in ("state_dict_ema", "model_ema", "state_dict", "model", "model_state_dict"):  # timm's order: EMA first
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
