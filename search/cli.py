@@ -110,7 +110,7 @@ _SWEEP_FLAGS = {"name": "name", "storage": "storage", "trials": "trials", "epoch
                 "workers_per_trial": "workers_per_trial", "gpus_per_trial": "gpus_per_trial", "metric": "metric",
                 "time_budget": "time_budget", "max_concurrent": "max_concurrent", "top_k": "top_k",
                 "searcher": "searcher", "early_stopping": "early_stopping", "lr_find": "lr_find",
-                "keep_all": "keep_all", "refit": "refit"}
+                "keep_all": "keep_all", "refit": "refit", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 def sweep_options(args: argparse.Namespace) -> dict:
@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--refit", type=int, help="retrain the top K configurations on train + valid after the search; "
                                              "predict uses them (default 1, 0 = off; with --resume a finished sweep "
                                              "is refit)")
+    g.add_argument("--mlflow", metavar="URI", help="log every trial to MLflow at this tracking URI (e.g. "
+                                                   "sqlite:///mlflow.db, http://host:5000); needs visionsweep[mlflow]")
+    g.add_argument("--wandb", metavar="PROJECT", help="log every trial to this Weights & Biases project "
+                                                      "(WANDB_MODE=offline: into the sweep folder); needs visionsweep[wandb]")
     g.add_argument("--resume", action="store_true", help="continue an interrupted sweep of this --name (or refit a finished one)")
     g = p.add_argument_group("fixed for every trial (also train: in --config)")
     g.add_argument("--image-size", type=int, help="model input px (default: each backbone's pretrained size)")

@@ -53,6 +53,8 @@ class SearchConfig:
     # the sweep; ~30 s of the demo's ~3 min on 2 CPU cores) while adding the validation images to training,
     # which matters most on the small data where a sweep's selection is least reliable. 0 = off.
     refit: int = 1
+    mlflow: str | None = None                    # MLflow tracking URI: a run per trial (experiment = name); extra [mlflow]
+    wandb: str | None = None                     # Weights & Biases project: a run per trial (group = name); extra [wandb]
 
     def __post_init__(self) -> None:
         for name in ("backbones", "image_sizes", "batch_sizes", "freeze_epochs", "lr_range", "aug_range"):

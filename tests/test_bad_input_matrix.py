@@ -53,6 +53,7 @@ CASES = [
     ("cpu-and-gpus", None, ["--gpus-per-trial", "1"], ["--cpu and --gpus-per-trial 1 contradict"]),
     ("train-option-every-trial-rejects", None, ["--config", "{cfg}"], ["--batch-size must be >= 2", "test_resnet"]),
     ("train-key-the-sweep-owns", None, ["--config", "{cfg}"], ["workers is set by the sweep", "--workers-per-trial"]),
+    ("wandb-without-a-key", None, ["--wandb", "proj"], ["--wandb proj", "wandb login", "WANDB_MODE=offline"]),
 ]
 YAML = {"bad-lr-range": "lr_range: [0.1, 0.001]\n", "yaml-unknown-key": "learning_rate: 0.1\n",
         "train-option-every-trial-rejects": "train: {batch_size: 1}\n", "train-key-the-sweep-owns": "train: {workers: 2}\n"}
@@ -64,7 +65,11 @@ def pristine(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case, breaks, flags, words", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_exits_2_with_one_message_and_touches_nothing(pristine, tmp_path, case, breaks, flags, words):
+def test_bad_input_exits_2_with_one_message_and_touches_nothing(pristine, tmp_path, monkeypatch, case, breaks, flags,
+                                                                words):
+    for key in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # no `wandb login` of this machine's user
     data = tmp_path / "data"
     shutil.copytree(pristine, data)
     if breaks:

@@ -21,15 +21,18 @@ from visionsweep.trainables.inference import load_for_inference, predict_probs
 pytestmark = pytest.mark.slow
 
 
-def test_a_notebook_sweep_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tmp_path):
+def test_a_notebook_sweep_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tmp_path, monkeypatch):
     """`import visionsweep` in a notebook: sweep, predict and report return typed results; the sweep refits its
     best configuration on train + valid as a Ray Train run, and predict uses that model (or, with refit=False,
     the trial's own best checkpoint)."""
     data_dir = digits_csv_folder(tmp_path / "cactus" / "data")
     storage = tmp_path / "sweeps"
     printed = []
+    monkeypatch.setenv("WANDB_MODE", "offline")  # W&B runs written into the sweep folder, as a user without a key
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
     result = vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"],
-                      image_size=16, batch_size=32, pretrained=False, cpu=True, refit=1, log=printed.append)
+                      image_size=16, batch_size=32, pretrained=False, cpu=True, refit=1, log=printed.append,
+                      mlflow=tracking, wandb="visionsweep-tests")
     printed = "\n".join(map(str, printed))
     assert isinstance(result.leaderboard, pd.DataFrame) and len(result.leaderboard) == 2
     assert result.metric == "auc" and result.best["best_auc"] == result.leaderboard["best_auc"].max()
@@ -75,3 +78,22 @@ def test_a_notebook_sweep_refits_the_best_configuration_and_predict_uses_it(ray_
     assert any("best checkpoint of the sweep" in line and "--no-refit" in line for line in lines), lines
     assert not np.allclose(pd.read_csv(tmp_path / "own.csv")["is_eight"], written["is_eight"])
     assert (vs.report(result.path, log=lambda m: None) / "leaderboard.csv").is_file()
+
+    # Trackers (Ray Tune's own callbacks): one MLflow run per trial in the sweep's experiment, every epoch logged;
+    # one offline W&B run per trial in the sweep folder.
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking)
+    runs = mlflow.search_runs(experiment_names=["rf"], output_format="list")
+    assert len(runs) == 2, runs
+    client = mlflow.MlflowClient(tracking)
+    logged = []
+    for run in runs:
+        assert run.data.params["backbone"] == "test_resnet"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "auc")]
+        assert steps == list(range(1, len(steps) + 1)), steps
+        logged.append(len(steps))
+    assert sorted(logged) == sorted(board["epochs"]), (logged, board)  # ASHA may stop one after epoch 1
+    offline = sorted((sweep / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(any(d.glob("*.wandb")) for d in offline), offline
+
