@@ -67,6 +67,16 @@ def test_train_survives_a_killed_worker_and_writes_the_run(ray_cluster, demo_dat
     assert again.returncode == 2 and "already holds a run" in again.stderr
     assert json.loads((out / "final" / "meta.json").read_text())["epoch"] == 5  # untouched
 
+    # predict from the run folder (its best epoch), in the sample submission's format; no Ray needed.
+    sub = tmp_path / "submission.csv"
+    res = run_cli("predict", out, demo_data, "--out", sub, "--tta")
+    assert res.returncode == 0, res.stderr[-3000:]
+    written, sample = pd.read_csv(sub), pd.read_csv(demo_data / "sample_submission.csv")
+    assert list(written.columns) == list(sample.columns) and written.iloc[:, 0].tolist() == sample.iloc[:, 0].tolist()
+    truth = pd.read_csv(demo_data.parent / "solution.csv")
+    label = sample.columns[1]
+    assert (written[label].astype(str) == truth[label].astype(str)).mean() > 0.3  # 10 classes: chance is 0.1
+
 
 def test_a_diverging_run_fails_once_with_the_fix_and_exit_1(ray_cluster, demo_data, tmp_path):
     """NaN loss is deterministic: Train's retries (max_failures 2) would only repeat it; one clear message."""
