@@ -26,7 +26,7 @@ def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs:
     for order, r in enumerate(results, start=1):
         trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name.rsplit("-", 1)[-1]
         config = r.config or (configs or {}).get(trial_id) or {}  # a trial that failed before reporting
-        params = flat_params(config) if isinstance(config.get("max_lr"), dict) else dict(config)
+        params = flat_params(config)
         # Train's record, whole after a crash; Tune's restarts at the resumed epoch (search/history.py)
         history = whole_history(r.metrics_dataframe, st.join(train_runs, f"train-{trial_id}"))
         values = history[metric].dropna() if metric in history else pd.Series(dtype=float)
@@ -82,11 +82,11 @@ def write_leaderboard(board: pd.DataFrame, sweep: str, *, metric: str) -> None:
 
 def sweep_leaderboard(sweep: str, *, with_histories: bool = False):
     """Rebuilt from Tune's own record of the sweep (works offline, and after a killed driver)."""
-    import json
-
     from ray import tune
 
-    info = json.loads(st.read_text(st.join(sweep, "sweep.json")))
+    from visionsweep.search.record import read_sweep_record
+
+    info = read_sweep_record(sweep)
     try:
         analysis = tune.ExperimentAnalysis(sweep)
     except Exception as err:  # the driver died before Tune saved its first state
@@ -94,11 +94,11 @@ def sweep_leaderboard(sweep: str, *, with_histories: bool = False):
     results = tune.ResultGrid(analysis)
     statuses = {t.trial_id: t.status for t in analysis.trials}
     configs = {t.trial_id: t.config for t in analysis.trials}
-    board = leaderboard(results, metric=info["metric"], mode=info["mode"], train_runs=st.join(sweep, "train_runs"),
-                        max_epochs=info["search"]["epochs"], statuses=statuses, configs=configs)
+    board = leaderboard(results, metric=info.metric, mode=info.mode, train_runs=st.join(sweep, "train_runs"),
+                        max_epochs=info.epochs, statuses=statuses, configs=configs)
     from visionsweep.search.refit import annotate
 
-    board = annotate(board, sweep, info["metric"])  # noise.json and refit.json, when the sweep has them
+    board = annotate(board, sweep, info.metric)  # noise.json and refit.json, when the sweep has them
     if not with_histories:
         return board
     histories = {}

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from visionsweep.search.config import SearchConfig
-from visionsweep.search.space import RECIPE_AUG, trial_train_config
+from visionsweep.search.space import RECIPE_AUG, trial_train_config, tune_sample
 from visionsweep.trainables.plots import save_lr_find
 from visionsweep.trainables.ray_train import lr_find_curve
 from visionsweep.trainables.worker import DataInfo
@@ -28,8 +28,7 @@ def lr_find_ranges(sc: SearchConfig, info: DataInfo, arrays_ref, *, out_dir: str
     ranges = dict(sc.lr_ranges)
     for backbone in sc.backbones:
         lo, _ = sc.lr_range_for(backbone)
-        sample = {"backbone": backbone, "max_lr": {backbone: lo},
-                  "aug": min(max(RECIPE_AUG, sc.aug_range[0]), sc.aug_range[1])}
+        sample = tune_sample(backbone, lo, aug=min(max(RECIPE_AUG, sc.aug_range[0]), sc.aug_range[1]))
         cfg = trial_train_config(sc, sample, use_gpu=use_gpu, gpus_per_worker=gpus_per_worker, pretrained=pretrained)
         cfg = dataclasses.replace(cfg, freeze_epochs=0)  # the range test steps the whole model
         result = lr_find_curve(cfg, info, arrays_ref)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,23 +12,22 @@ import pandas as pd
 from visionsweep.datasets import DataError
 from visionsweep.datasets.load import LoadedData
 from visionsweep.datasets.submission import write_submission
-from visionsweep.search import storage as st
 from visionsweep.search.leaderboard import sweep_leaderboard
-from visionsweep.search.sweep import SWEEP_MARKER
+from visionsweep.search.record import SWEEP_MARKER, is_sweep, read_sweep_record
 
 
 def resolve_sources(source: str, *, top_k: int, refit: bool = True) -> list[tuple[str, object]]:
     """[(label, checkpoint directory or ray.train.Checkpoint)] for a sweep, a `train` run, or a checkpoint.
     A sweep's trial is represented by its refit model (trained on train + valid) when it has one and `refit`."""
-    if st.exists(st.join(source, SWEEP_MARKER)):
+    if is_sweep(source):
         from visionsweep.search.refit import refit_checkpoint
         from visionsweep.trainables.ray_train import read_result
 
-        info = json.loads(st.read_text(st.join(source, SWEEP_MARKER)))
+        info = read_sweep_record(source)
         board = sweep_leaderboard(source)
-        usable = board[board["status"] != "error"].dropna(subset=[f"best_{info['metric']}"])
+        usable = board[board["status"] != "error"].dropna(subset=[f"best_{info.metric}"])
         if usable.empty:
-            raise DataError(f"sweep {source} has no finished trial with a {info['metric']} yet")
+            raise DataError(f"sweep {source} has no finished trial with a {info.metric} yet")
         # An ensemble averages trials that ran their whole schedule: one early stopping cut short was judged
         # worse at a rung and is under-trained (seen: a 0.23-accuracy member cost a 0.95 model 3 points).
         # The best trial always leads, whatever its status.
@@ -43,10 +41,10 @@ def resolve_sources(source: str, *, top_k: int, refit: bool = True) -> list[tupl
                             f"images, {entry['epochs']} epochs ({entry['run']}; no held-out score)", ckpt))
                 continue
             result = read_result(row.train_run)
-            ckpt = result.get_best_checkpoint(info["metric"], info["mode"]) or result.checkpoint
-            value = getattr(row, f"best_{info['metric']}")
+            ckpt = result.get_best_checkpoint(info.metric, info.mode) or result.checkpoint
+            value = getattr(row, f"best_{info.metric}")
             why = "--no-refit" if not refit else "refit failed" if entry else "not refit"
-            out.append((f"trial {row.trial_id} {row.backbone} best checkpoint of the sweep ({info['metric']} "
+            out.append((f"trial {row.trial_id} {row.backbone} best checkpoint of the sweep ({info.metric} "
                         f"{value:.4f}; {why})", ckpt))
         return out
     path = Path(source)
@@ -60,16 +58,12 @@ def resolve_sources(source: str, *, top_k: int, refit: bool = True) -> list[tupl
 
 def sweep_spec(source: str) -> dict:
     """The DatasetSpec options the sweep was run with (root excluded), so predict reads DATA the same way."""
-    if not st.exists(st.join(source, SWEEP_MARKER)):
-        return {}
-    return dict(json.loads(st.read_text(st.join(source, SWEEP_MARKER))).get("spec", {}))
+    return dict(read_sweep_record(source).spec) if is_sweep(source) else {}
 
 
 def default_top_k(source: str) -> int:
     """predict's --top-k when not given: the sweep's own top_k (SearchConfig.top_k), 1 for a run or checkpoint."""
-    if not st.exists(st.join(source, SWEEP_MARKER)):
-        return 1
-    return int(json.loads(st.read_text(st.join(source, SWEEP_MARKER))).get("search", {}).get("top_k", 1))
+    return read_sweep_record(source).top_k if is_sweep(source) else 1
 
 
 def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, overwrite: bool = False,

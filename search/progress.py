@@ -8,6 +8,8 @@ import math
 
 from ray.tune import Callback
 
+from visionsweep.search.space import flat_params
+
 # Epoch columns: fastai's, without the two that repeat others (error_rate = 1 - accuracy; valid_loss = log_loss
 # unless label smoothing is on, when log_loss is the comparable one and valid_loss is what was optimised).
 EPOCH_COLUMNS = ("train_loss", "valid_loss", "accuracy", "auc")
@@ -16,9 +18,8 @@ EPOCH_COLUMNS = ("train_loss", "valid_loss", "accuracy", "auc")
 def searched_values(config: dict) -> str:
     """'max_lr 3.0e-03  aug 0.50  ...' from a Tune config (max LR is stored per backbone)."""
     parts = []
+    config = flat_params(config)
     lr = config.get("max_lr")
-    if isinstance(lr, dict):
-        lr = lr.get(config.get("backbone"))
     if lr is not None:
         parts.append(f"max_lr {lr:.1e}")
     for key, value in config.items():

@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from visionsweep.datasets import DataError
 from visionsweep.search import storage as st
 from visionsweep.search.leaderboard import sweep_leaderboard, write_leaderboard
 from visionsweep.search.refit import NOISE_RECORD, noise_summary, read_record
-from visionsweep.search.sweep import SWEEP_MARKER
+from visionsweep.search.record import read_sweep_record
 from visionsweep.trainables.plots import new_axes, plot_lr_find, save
 
 
@@ -24,11 +23,9 @@ MIN_IMPORTANCE_TRIALS = 20
 
 
 def report(sweep: str, *, out: Path | None = None, log=print) -> Path:
-    if not st.exists(st.join(sweep, SWEEP_MARKER)):
-        raise DataError(f"{sweep} is not a visionsweep sweep (no {SWEEP_MARKER})")
-    info = json.loads(st.read_text(st.join(sweep, SWEEP_MARKER)))
-    metric, mode, top_k = info["metric"], info["mode"], info["search"]["top_k"]
-    out = Path(out or (sweep if not st.is_remote(sweep) else Path(info["search"]["name"]))) / "report"
+    info = read_sweep_record(sweep)
+    metric, mode, top_k = info.metric, info.mode, info.top_k
+    out = Path(out or (sweep if not st.is_remote(sweep) else Path(info.name))) / "report"
     out.mkdir(parents=True, exist_ok=True)
     board, histories = sweep_leaderboard(sweep, with_histories=True)
     write_leaderboard(board, sweep, metric=metric)
@@ -36,7 +33,7 @@ def report(sweep: str, *, out: Path | None = None, log=print) -> Path:
     files = ["leaderboard.csv"]
     files.append(plot_best_vs_trial(board, metric, mode, out / "best_vs_trial.png"))
     files.append(plot_top_curves(board, histories, metric, top_k, out / "learning_curves.png"))
-    importance = param_importance(board, metric, mode, info["search"])
+    importance = param_importance(board, metric, mode, info.search)
     if importance is not None:
         files.append(plot_importance(importance, out / "param_importance.png"))
         (out / "param_importance.json").write_text(json.dumps(importance, indent=1))

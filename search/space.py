@@ -23,10 +23,17 @@ def define_space(trial, sc: SearchConfig) -> None:
         trial.suggest_categorical("freeze_epochs", list(sc.freeze_epochs))
 
 
+def tune_sample(backbone: str, max_lr: float, **values) -> dict:
+    """A Tune config as OptunaSearch hands it to a trial: the max LR is stored per backbone
+    ({"max_lr": {"resnet18": ...}}, the unflattened "max_lr/<backbone>" parameter)."""
+    return {"backbone": backbone, "max_lr": {backbone: max_lr}, **values}
+
+
 def flat_params(config: dict) -> dict:
-    """A Tune config (unflattened: {"max_lr": {"resnet18": ...}}) -> {"backbone", "max_lr", ...}."""
-    out = {k: v for k, v in config.items() if k != "max_lr"}
-    out["max_lr"] = config["max_lr"][config["backbone"]]
+    """A Tune config -> {"backbone", "max_lr", ...} (a config with a plain max_lr passes as it is)."""
+    out = dict(config)
+    if isinstance(config.get("max_lr"), dict):
+        out["max_lr"] = config["max_lr"].get(config.get("backbone"))
     return out
 
 

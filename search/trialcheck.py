@@ -17,7 +17,7 @@ OWNED = {"workers": "--workers-per-trial (workers_per_trial:)", "use_gpu": "--cp
 def check_trial_configs(sc) -> None:
     """Reject keys of `train:` that the sweep owns, naming the option to use; then build the TrainConfig of
     every backbone at the edges of every searched range, so any value a trial could get is checked now."""
-    from visionsweep.search.space import trial_train_config
+    from visionsweep.search.space import trial_train_config, tune_sample
 
     owned = sorted(set(sc.train) & set(OWNED))
     if owned:
@@ -35,7 +35,7 @@ def check_trial_configs(sc) -> None:
     for backbone in sc.backbones:
         for lr in sorted(set(sc.lr_range_for(backbone))):
             for combo in itertools.product(*(edges[n] for n in names)):
-                sample = {"backbone": backbone, "max_lr": {backbone: lr}, **dict(zip(names, combo))}
+                sample = tune_sample(backbone, lr, **dict(zip(names, combo)))
                 try:
                     trial_train_config(sc, sample, use_gpu=False, gpus_per_worker=1.0)
                 except DataError as err:

@@ -10,6 +10,7 @@ from visionsweep.search.api import search_config
 from visionsweep.search.cli import build_parser, sweep_options
 from visionsweep.search.config import SearchConfig
 from visionsweep.search.predict import default_top_k
+from visionsweep.search.record import SweepRecord, write_sweep_record
 
 
 @pytest.mark.parametrize("train, words", [
@@ -55,8 +56,11 @@ def test_seed_reaches_the_split_every_trial_and_the_sampler(tmp_path):
 def test_predict_top_k_defaults_to_the_sweeps_top_k(tmp_path):
     sweep = tmp_path / "sw"
     sweep.mkdir()
-    (sweep / "sweep.json").write_text(json.dumps({"visionsweep_sweep": True, "search": {"top_k": 4}}))
+    write_sweep_record(str(sweep), SweepRecord(search={"name": "sw", "top_k": 4}, metric="auc", mode="max"))
     assert default_top_k(str(sweep)) == 4
+    (sweep / "sweep.json").write_text(json.dumps({"visionsweep_sweep": True, "search": {"top_k": 4}}))
+    with pytest.raises(DataError, match=r"sweep.json .* has no 'metric'"):
+        default_top_k(str(sweep))
     assert default_top_k(str(tmp_path / "a-run")) == 1
     args = build_parser().parse_args(["predict", str(sweep), str(tmp_path)])
     assert args.top_k is None
