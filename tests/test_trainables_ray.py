@@ -77,6 +77,13 @@ def test_train_survives_a_killed_worker_and_writes_the_run(ray_cluster, demo_dat
     label = sample.columns[1]
     assert (written[label].astype(str) == truth[label].astype(str)).mean() > 0.3  # 10 classes: chance is 0.1
 
+    # --overwrite replaces the run (and only a visionsweep run: tests/test_ownership.py).
+    res = run_cli("train", demo_data, *TINY, "--image-size", "16", "--epochs", "1", "--out", out, "--overwrite",
+                  env={"RAY_ADDRESS": ray_cluster})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "final" / "meta.json").read_text())["epoch"] == 1
+    assert pd.read_csv(out / "metrics.csv")["epoch"].tolist() == [1]
+
 
 def test_a_diverging_run_fails_once_with_the_fix_and_exit_1(ray_cluster, demo_data, tmp_path):
     """NaN loss is deterministic: Train's retries (max_failures 2) would only repeat it; one clear message."""
