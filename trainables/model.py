@@ -120,12 +120,12 @@ def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: 
     check_backbone(backbone)
     if weights is not None:
         path = Path(weights)
-        read_state_dict(path)  # a clear error for a missing file, a pickle or a file that holds no tensors
+        state = read_state_dict(path)  # a clear error for a missing file, a pickle or a file that holds no tensors
         model = timm_file_model(backbone, num_classes, path, log=log)
         if model is not None:
             return model
         model = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
-        return model, load_weights(model, path, log=log)
+        return model, load_weights(model, path, log=log, state=state)
     if not pretrained:
         return timm.create_model(backbone, pretrained=False, num_classes=num_classes), "random init (--no-pretrained)"
     try:
@@ -196,13 +196,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_weights(model: nn.Module, path: Path, *, log=print) -> str:
+def load_weights(model: nn.Module, path: Path, *, log=print, state: dict[str, torch.Tensor] | None = None) -> str:
     """Load a file's body tensors strictly; the head stays new unless its shape already fits.
 
     Keys are matched by name; when the names differ but the tensors correspond one to one in order and
     shape (e.g. the efficientnet-lite0 package's file on timm's tf_efficientnet_lite0), they are mapped
     by position and the log says so. Any other mismatch is an error naming the first differing tensor."""
-    source = {k: v for k, v in read_state_dict(path).items() if not k.endswith("num_batches_tracked")}
+    state = read_state_dict(path) if state is None else state  # `state`: the file, already read
+    source = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     target = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     prefix = head_prefix(model)
     body = [k for k in target if not is_head_key(k, prefix)]
