@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vs-pack-"))
     spec, data = make_loaded_data(tmp, n=args.n, src=args.src)
     t = time.perf_counter()
-    resources = ensure_ray(log=lambda m: None)
+    resources = ensure_ray(log=lambda m: None).resources
     print(f"ray cluster: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU (started in "
           f"{time.perf_counter() - t:.1f} s); data {args.n} x {args.src} px, 20 % held out, -> {args.size} px, "
           f"batch {args.batch}, {args.backbone}, {args.epochs} epochs per trial")

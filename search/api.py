@@ -60,7 +60,8 @@ def _use_gpu(cpu: bool) -> bool:
     if os.environ.get("RAY_ADDRESS"):  # a cluster: its workers may have GPUs the driver lacks
         from visionsweep.trainables.ray_session import ensure_ray
 
-        return ensure_ray().get("GPU", 0) > 0
+        with ensure_ray() as session:
+            return session.resources.get("GPU", 0) > 0
     import torch
 
     return torch.cuda.is_available()

@@ -8,25 +8,23 @@ the checkpoint lacks."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
 
 def train_history(train_run: str) -> pd.DataFrame | None:
     """The history in the Train run's latest registered checkpoint, or None (no run, no checkpoint yet)."""
     try:
+        from visionsweep.trainables.checkpoint import read_meta
         from visionsweep.trainables.ray_train import read_result
 
         checkpoint = read_result(train_run).checkpoint
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as d:
-            meta = json.loads(Path(d, "meta.json").read_text())
+            meta = read_meta(d)
     except Exception:  # a run that never checkpointed, or was never started: Tune's record is all there is
         return None
-    history = pd.DataFrame(meta.get("history") or [])
+    history = pd.DataFrame(meta.history)
     return history if len(history) and "epoch" in history else None
 
 

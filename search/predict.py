@@ -84,14 +84,14 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
         for label, ckpt in sources:
             directory = ckpt if isinstance(ckpt, Path) else stack.enter_context(ckpt.as_directory())
             model, meta, task = load_for_inference(directory, device)
-            if list(meta["classes"]) != list(data.classes):
-                raise DataError(f"{label} was trained on classes {meta['classes']} but DATA has {data.classes}; "
+            if list(meta.classes) != list(data.classes):
+                raise DataError(f"{label} was trained on classes {meta.classes} but DATA has {data.classes}; "
                                 f"predict with the data the model was trained on")
             t0 = time.perf_counter()
             p = predict_probs(model, task, data.x_test, device=device, tta=tta, desc=f"predicting ({label})")
             probs.append(p)
             views = (8 if task.vertical_flip else 2) if tta else 1
-            log(f"  {label}: {meta['backbone']} at {task.image_size}px" + (f", TTA x{views}" if tta else "")
+            log(f"  {label}: {meta.backbone} at {task.image_size}px" + (f", TTA x{views}" if tta else "")
                 + f", {len(p) * views / max(time.perf_counter() - t0, 1e-9):,.0f} img/s on {device.type}")
     mean = np.mean(probs, axis=0)
     frame = write_submission(out, data.submission, data.test_ids, mean, sample=data.sample)

@@ -118,7 +118,7 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
             with ckpt.as_directory() as d:
                 model, meta, task = load_for_inference(d, device)
                 probs = predict_probs(model, task, x, device=device, tta=False)
-            smoothing = float(meta.get("config", {}).get("label_smoothing", 0.0))
+            smoothing = float(meta.config.get("label_smoothing", 0.0))
             value = metric_value(y, probs, metric=metric, positive_index=task.positive_index,
                                  label_smoothing=smoothing)
             lo, hi = bootstrap_interval(y, probs, metric=metric, positive_index=task.positive_index,

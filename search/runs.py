@@ -77,18 +77,18 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
     check_image_size(cfg.backbone, cfg.image_size, data.num_classes)
     action = prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
     arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
-    resources = ensure_ray(log=log)
-    cfg = share_cpus(cfg, resources)
-    check_resources(cfg, resources)
-    make_run_dir(out_dir, action)
-    info = data_info(data)
-    (out_dir / RUN_MARKER).write_text(json.dumps({"visionsweep_run": True, "train": dataclasses.asdict(cfg),
-                                                  "data": data.summary, "metric": metric, "mode": mode},
-                                                 indent=1, default=str))
-    log(f"training {cfg.backbone} on {len(arrays['y_train'])} images (valid {len(arrays['y_valid'])}), "
-        f"{cfg.workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}, {cfg.total_epochs} epochs -> {out_dir}")
-    trainer = make_trainer(cfg, info, ray.put(arrays), storage=out_dir / "ray", name="train")
-    raise_if_failed(trainer.fit())
+    with ensure_ray(log=log) as session:
+        cfg = share_cpus(cfg, session.resources)
+        check_resources(cfg, session.resources)
+        make_run_dir(out_dir, action)
+        info = data_info(data)
+        (out_dir / RUN_MARKER).write_text(json.dumps({"visionsweep_run": True, "train": dataclasses.asdict(cfg),
+                                                      "data": data.summary, "metric": metric, "mode": mode},
+                                                     indent=1, default=str))
+        log(f"training {cfg.backbone} on {len(arrays['y_train'])} images (valid {len(arrays['y_valid'])}), "
+            f"{cfg.workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}, {cfg.total_epochs} epochs -> {out_dir}")
+        trainer = make_trainer(cfg, info, ray.put(arrays), storage=out_dir / "ray", name="train")
+        raise_if_failed(trainer.fit())
     return export_run(out_dir, metric=metric, mode=mode, log=log)
 
 
@@ -101,11 +101,11 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
     check_image_size(cfg.backbone, cfg.image_size, data.num_classes)
     if not out_png.parent.is_dir():
         raise DataError(f"--out {out_png}: folder {out_png.parent} does not exist")
-    resources = ensure_ray(log=log)
-    cfg = share_cpus(cfg, resources)
-    check_resources(cfg, resources)
-    arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
-    result = lr_find_curve(cfg, data_info(data), ray.put(arrays))
+    with ensure_ray(log=log) as session:
+        cfg = share_cpus(cfg, session.resources)
+        check_resources(cfg, session.resources)
+        arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
+        result = lr_find_curve(cfg, data_info(data), ray.put(arrays))
     save_lr_find(result, cfg.backbone, out_png)
     s = result["suggestions"]
     log(f"lr_find over {len(result['lrs'])} steps ({cfg.backbone}, {cfg.workers} worker(s)):")
@@ -126,11 +126,11 @@ def export_run(out_dir: Path, *, metric: str, mode: str, log=print) -> RunOutcom
     with (best or latest).as_directory() as d:
         export_checkpoint(d, out_dir / "best")
     final_meta, best_meta = read_meta(out_dir / "final"), read_meta(out_dir / "best")
-    write_metrics_csv(out_dir / "metrics.csv", final_meta["history"])
+    write_metrics_csv(out_dir / "metrics.csv", final_meta.history)
     plot_learning_curve(final_meta, out_dir / "learning_curve.png")
-    log(f"best epoch {best_meta['epoch']}: {metric} {best_meta['metrics'][metric]:.4f}; "
+    log(f"best epoch {best_meta.epoch}: {metric} {best_meta.metrics[metric]:.4f}; "
         f"files in {out_dir}: best/, final/, metrics.csv, learning_curve.png, config.json")
-    return RunOutcome(out_dir, best_meta["metrics"], final_meta["metrics"], metric)
+    return RunOutcome(out_dir, best_meta.metrics, final_meta.metrics, metric)
 
 
 def write_metrics_csv(path: Path, history: list[dict]) -> None:

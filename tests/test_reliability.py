@@ -17,14 +17,17 @@ from visionsweep.trainables.ray_session import tighten_token_file
 
 WRITER = """
 import sys, timm, torch
-from visionsweep.trainables.checkpoint import write_checkpoint
+from visionsweep.trainables.checkpoint import CheckpointMeta, write_checkpoint
 model = timm.create_model("resnet50", pretrained=False)   # ~100 MB of weights: each write takes a while
 opt = torch.optim.AdamW(model.parameters())
 print("ready", flush=True)
 i = 0
 while True:
     i += 1
-    write_checkpoint(sys.argv[1], model=model, optimizer=opt, meta={"i": i})
+    meta = CheckpointMeta(backbone="resnet50", classes=["a", "b"], positive_class="b", vertical_flip=False,
+                          image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, metric="auc", mode="max", epoch=i,
+                          history=[{"epoch": i}], step_losses=[], config={}, weights_source="random", provenance={})
+    write_checkpoint(sys.argv[1], model=model, optimizer=opt, meta=meta)
 """
 
 
@@ -38,13 +41,13 @@ def test_a_killed_checkpoint_writer_never_leaves_a_half_written_checkpoint(tmp_p
     proc.wait()
     names = {p.name for p in ckpt.iterdir()} if ckpt.exists() else set()
     # Whatever exists under its final name is whole; leftovers are hidden temporaries only.
-    assert all(n in {"model.safetensors", "train_state.pt", "meta.json"} or n.startswith(".") for n in names), names
+    assert all(n in {"model.safetensors", "train_state.pt", "meta.json", "config.json"} or n.startswith(".") for n in names), names
     if "model.safetensors" in names:
         assert len(load_file(str(ckpt / "model.safetensors"))) > 100
     if "train_state.pt" in names:
         assert "optimizer" in read_train_state(ckpt)
     if "meta.json" in names:
-        assert read_meta(ckpt)["i"] >= 1
+        assert read_meta(ckpt).epoch >= 1
 
 
 def test_the_ray_token_file_is_made_private(tmp_path, monkeypatch):

@@ -63,7 +63,7 @@ def test_a_notebook_sweep_refits_the_best_configuration_and_predict_uses_it(ray_
     with ckpt.as_directory() as d:
         model, meta, task = load_for_inference(d, torch.device("cpu"))
         expected = predict_probs(model, task, data.x_test, device=torch.device("cpu"), tta=False)
-        assert meta["epoch"] == 2
+        assert meta.epoch == 2
     written = pd.read_csv(out)
     assert list(frame.columns) == list(written.columns) and frame["id"].tolist() == written["id"].tolist()
     sample = pd.read_csv(data_dir / "sample_submission.csv")

@@ -53,8 +53,8 @@ def test_loss_falls_and_the_model_learns(tmp_path):
     assert history[-1]["accuracy"] > 0.75  # chance is 0.33
     assert "auc" not in history[-1]  # multi-class: no AUC
     meta = read_meta(tmp_path / "epoch-3")
-    assert meta["backbone"] == "test_resnet" and meta["classes"] == ["0", "1", "2"] and meta["epoch"] == 3
-    assert meta["provenance"]["versions"]["torch"] and meta["provenance"]["git_revision"]
+    assert meta.backbone == "test_resnet" and meta.classes == ["0", "1", "2"] and meta.epoch == 3
+    assert meta.provenance["versions"]["torch"] and meta.provenance["git_revision"]
 
 
 def test_binary_task_reports_auc(tmp_path):
@@ -73,8 +73,8 @@ def test_resumed_run_follows_the_uninterrupted_one(tmp_path):
     rest = _run(cfg, arrays, info, tmp_path / "b", resume_dir=tmp_path / "b" / "epoch-2")
     assert [h["epoch"] for h in rest] == [3, 4]
     meta = read_meta(tmp_path / "b" / "epoch-4")
-    assert [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4]
-    assert len(meta["step_losses"]) == len(read_meta(tmp_path / "a" / "epoch-4")["step_losses"])
+    assert [h["epoch"] for h in meta.history] == [1, 2, 3, 4]
+    assert len(meta.step_losses) == len(read_meta(tmp_path / "a" / "epoch-4").step_losses)
     assert rest[-1]["lr"] == pytest.approx(straight[-1]["lr"])  # the schedule ended where it should
     for a, b in zip(straight, first + rest):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)

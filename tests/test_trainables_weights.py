@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from visionsweep.datasets import DataError
 from visionsweep.datasets.augment import prepare
-from visionsweep.trainables.checkpoint import read_train_state, write_checkpoint
+from visionsweep.trainables.checkpoint import CheckpointMeta, read_train_state, write_checkpoint
 from visionsweep.trainables.model import check_backbone, create_model, data_config, load_weights
 
 
@@ -69,6 +69,14 @@ class _Exploit:
         return (os.system, ("touch /tmp/visionsweep-pwned",))
 
 
+def _meta(classes: list[str], **fields) -> CheckpointMeta:
+    """A checkpoint record of a test_resnet that never trained."""
+    values = dict(backbone="test_resnet", classes=classes, positive_class=None, vertical_flip=False, image_size=16,
+                  mean=(0.5,) * 3, std=(0.25,) * 3, metric="accuracy", mode="max", epoch=1, history=[],
+                  step_losses=[], config={}, weights_source="random init", provenance={})
+    return CheckpointMeta(**{**values, **fields})
+
+
 def test_a_planted_pickle_is_refused_not_executed(tmp_path):
     import os
 
@@ -82,7 +90,7 @@ def test_a_planted_pickle_is_refused_not_executed(tmp_path):
     with pytest.raises(DataError, match="weights_only"):
         load_weights(model, evil)
     ckpt = tmp_path / "ckpt"
-    write_checkpoint(ckpt, model=model, optimizer=torch.optim.AdamW(model.parameters()), meta={})
+    write_checkpoint(ckpt, model=model, optimizer=torch.optim.AdamW(model.parameters()), meta=_meta(["a", "b"]))
     assert set(read_train_state(ckpt)) == {"optimizer", "torch_rng"}  # the real state loads with weights_only
     (ckpt / "train_state.pt").write_bytes(evil.read_bytes())
     with pytest.raises(DataError, match="refusing"):
@@ -112,15 +120,14 @@ def test_a_checkpoint_loads_in_plain_timm_from_its_own_config(tmp_path):
     from visionsweep.trainables.checkpoint import export_checkpoint
 
     model = timm.create_model("test_resnet", pretrained=False, num_classes=3).eval()
-    meta = {"backbone": "test_resnet", "classes": ["brick", "grass", "gravel"], "image_size": 32,
-            "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
+    meta = _meta(["brick", "grass", "gravel"], image_size=32, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
     write_checkpoint(tmp_path / "ckpt", model=model, optimizer=None, meta=meta)
     export_checkpoint(tmp_path / "ckpt", tmp_path / "best")  # what `train` leaves in runs/r1/best
     plain = timm.create_model(f"local-dir:{tmp_path / 'best'}", pretrained=True).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(plain(x), model(x))
-    assert plain.pretrained_cfg["label_names"] == meta["classes"]
+    assert plain.pretrained_cfg["label_names"] == meta.classes
     data = timm.data.resolve_model_data_config(plain)
     assert tuple(data["input_size"]) == (3, 32, 32) and tuple(data["mean"]) == (0.5, 0.4, 0.3)
 

@@ -7,23 +7,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from visionsweep.trainables.checkpoint import load_weights_into, read_meta
+from visionsweep.trainables.checkpoint import CheckpointMeta, load_weights_into, read_meta
 from visionsweep.trainables.loop import Batches, Runner, Task
 from visionsweep.trainables.model import create_model
 
 
-def load_for_inference(directory: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict, Task]:
+def load_for_inference(directory: str | Path, device: torch.device) -> tuple[torch.nn.Module, CheckpointMeta, Task]:
     meta = read_meta(directory)
-    model, _ = create_model(meta["backbone"], len(meta["classes"]), pretrained=False)
+    model, _ = create_model(meta.backbone, len(meta.classes), pretrained=False)
     load_weights_into(model, directory)
     model.to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    task = Task(num_classes=len(meta["classes"]),
-                positive_index=meta["classes"].index(meta["positive_class"]) if meta["positive_class"] else None,
-                vertical_flip=bool(meta["vertical_flip"]), image_size=int(meta["image_size"]),
-                mean=tuple(meta["mean"]), std=tuple(meta["std"]))
-    return model, meta, task
+    return model, meta, meta.task
 
 
 def tta_transforms(vertical_flip: bool) -> list:

@@ -37,6 +37,16 @@ class Task:
     std: tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class ResumeState:
+    """Where a resumed run continues: after `epoch`, with the optimizer's state and the history so far."""
+
+    epoch: int
+    optimizer: dict
+    history: list[dict]
+    step_losses: list[float]
+
+
 class Dist:
     """This process's place in the DDP group (a group of one without torch.distributed)."""
 
@@ -248,7 +258,7 @@ ReportFn = Callable[[int, dict, Callable[[str], None] | None], None]
 
 
 def fit(model: nn.Module, *, cfg: TrainConfig, task: Task, train: Batches, valid: Batches, device: torch.device,
-        report: ReportFn, write_checkpoint: Callable[..., None], resume: dict | None = None,
+        report: ReportFn, write_checkpoint: Callable[..., None], resume: ResumeState | None = None,
         log: Callable[[str], None] = print) -> list[dict]:
     """Train for cfg.total_epochs, calling report(epoch, metrics, save) after each; return the history.
 
@@ -265,10 +275,10 @@ def fit(model: nn.Module, *, cfg: TrainConfig, task: Task, train: Batches, valid
     step_losses: list[float] = []
     start_epoch = 1
     if resume is not None:
-        opt.load_state_dict(resume["optimizer"])
-        history, step_losses = list(resume["history"]), list(resume["step_losses"])
-        start_epoch = int(resume["epoch"]) + 1
-        log(f"resumed after epoch {resume['epoch']} of {cfg.total_epochs}")
+        opt.load_state_dict(resume.optimizer)
+        history, step_losses = list(resume.history), list(resume.step_losses)
+        start_epoch = resume.epoch + 1
+        log(f"resumed after epoch {resume.epoch} of {cfg.total_epochs}")
     if dist.rank == 0 and start_epoch == 1:
         log(format_header(task, smoothing=cfg.label_smoothing > 0))
     for epoch in range(start_epoch, cfg.total_epochs + 1):

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from visionsweep.trainables.checkpoint import CheckpointMeta
 
 
 def new_axes(figsize: tuple[float, float] = (7, 4)):
@@ -30,9 +34,9 @@ def smooth(values, beta: float = 0.98) -> np.ndarray:
     return np.array(out)
 
 
-def plot_learning_curve(meta: dict, path: Path) -> None:
+def plot_learning_curve(meta: CheckpointMeta, path: Path) -> None:
     """Train loss per step (smoothed), valid loss and the metric per epoch."""
-    history, steps = meta["history"], meta["step_losses"]
+    history, steps = meta.history, meta.step_losses
     per_epoch = len(steps) // max(1, len(history))
     fig, ax = new_axes()
     ax.plot(np.arange(1, len(steps) + 1), smooth(steps), label="train loss (smoothed)", alpha=0.8)
@@ -40,14 +44,14 @@ def plot_learning_curve(meta: dict, path: Path) -> None:
     ax.plot(ends, [h["valid_loss"] for h in history], "o-", label="valid loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    metric = meta["metric"]
+    metric = meta.metric
     ax2 = ax.twinx()
     ax2.plot(ends, [h.get(metric, np.nan) for h in history], "s--", color="tab:green", label=metric)
     ax2.set_ylabel(metric)
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="best")
-    ax.set_title(f"{meta['backbone']}: {metric} {history[-1].get(metric, float('nan')):.4f} after epoch "
+    ax.set_title(f"{meta.backbone}: {metric} {history[-1].get(metric, float('nan')):.4f} after epoch "
                  f"{history[-1]['epoch']}")
     save(fig, path)
 

@@ -15,7 +15,6 @@ WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}  # Train run state for the
 # A cluster visionsweep starts on this machine: no spot nodes to watch. Train's preemption watcher is one more
 # actor per run (about 1 s of each trial's start on 2 cores); clusters keep it.
 LOCAL_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
-DASHBOARD_URL: str | None = None
 
 
 def verbose() -> bool:
@@ -23,7 +22,38 @@ def verbose() -> bool:
     return os.environ.get("VISIONSWEEP_VERBOSE") == "1"
 
 
-def ensure_ray(*, num_cpus: int | None = None, log=print, log_to_driver: bool = True) -> dict:
+@dataclasses.dataclass
+class RaySession:
+    """The Ray connection one command works in. `with ensure_ray(...) as session:`: on leaving, a cluster this
+    session started (or connected to) is shut down (disconnected) and the environment variables it set are put
+    back; a session that found Ray already running in the process (a test cluster, a notebook's own ray.init)
+    leaves it as it was."""
+
+    resources: dict
+    dashboard_url: str | None  # as Ray gives it (host:port); None when Ray does not say
+    owned: bool
+    _env_before: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def close(self) -> None:
+        import ray
+
+        if self.owned and ray.is_initialized():
+            ray.shutdown()
+        for key, value in self._env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self.owned, self._env_before = False, {}
+
+    def __enter__(self) -> "RaySession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def ensure_ray(*, num_cpus: int | None = None, log=print, log_to_driver: bool = True) -> RaySession:
     """Connect to RAY_ADDRESS's cluster, or start a local one with the dashboard on 127.0.0.1 (Ray 2.60 turns
     token authentication on for it; visionsweep keeps it on and makes the token file private).
 
@@ -31,32 +61,44 @@ def ensure_ray(*, num_cpus: int | None = None, log=print, log_to_driver: bool = 
     sweep's console is built by the driver from Tune's events instead."""
     import ray
 
-    global DASHBOARD_URL
-    if not ray.is_initialized():
-        worker_env = {**WORKER_ENV, **({"VISIONSWEEP_VERBOSE": "1"} if verbose() else {})}
-        common = dict(log_to_driver=log_to_driver or verbose(), logging_level="WARNING",
-                      runtime_env={"env_vars": worker_env})
-        if os.environ.get("RAY_ADDRESS"):  # a cluster (or `ray job submit`, which sets it)
-            ctx = ray.init(**common)
-        else:  # a private local cluster: never an unrelated `ray start` instance found on this machine
-            for attempt in range(3):  # a free port may be taken by another process before Ray binds it
-                port = _dashboard_port(preferred=8265 if attempt == 0 else 0)
-                # Train's placement-group cleaner finds the state API by "auto" address, i.e. the last `ray start`
-                # cluster's file in /tmp/ray, which may be another (or a dead) cluster: point it at this one.
-                api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **LOCAL_ENV}
-                common["runtime_env"] = {"env_vars": {**worker_env, **api}}
-                os.environ.update(api)
-                try:
-                    ctx = ray.init(address="local", num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0},
-                                   include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, **common)
-                    break
-                except Exception as err:
-                    if "port" not in str(err).lower() or attempt == 2:
-                        raise
-                    ray.shutdown()
-        DASHBOARD_URL = ctx.dashboard_url
+    if ray.is_initialized():
+        return RaySession(ray.cluster_resources(), _running_dashboard_url(), owned=False)
+    worker_env = {**WORKER_ENV, **({"VISIONSWEEP_VERBOSE": "1"} if verbose() else {})}
+    common = dict(log_to_driver=log_to_driver or verbose(), logging_level="WARNING",
+                  runtime_env={"env_vars": worker_env})
+    env_before: dict = {}
+    if os.environ.get("RAY_ADDRESS"):  # a cluster (or `ray job submit`, which sets it)
+        ctx = ray.init(**common)
+    else:  # a private local cluster: never an unrelated `ray start` instance found on this machine
+        for attempt in range(3):  # a free port may be taken by another process before Ray binds it
+            port = _dashboard_port(preferred=8265 if attempt == 0 else 0)
+            # Train's placement-group cleaner finds the state API by "auto" address, i.e. the last `ray start`
+            # cluster's file in /tmp/ray, which may be another (or a dead) cluster: point it at this one.
+            api = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", **LOCAL_ENV}
+            common["runtime_env"] = {"env_vars": {**worker_env, **api}}
+            env_before = {k: os.environ.get(k) for k in api} | env_before
+            os.environ.update(api)  # the driver's own Train runs read them too; put back by close()
+            try:
+                ctx = ray.init(address="local", num_cpus=num_cpus, resources={TRIAL_RESOURCE: 1.0},
+                               include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, **common)
+                break
+            except Exception as err:
+                if "port" not in str(err).lower() or attempt == 2:
+                    RaySession({}, None, owned=True, _env_before=env_before).close()
+                    raise
+                ray.shutdown()
         tighten_token_file(log=log)
-    return ray.cluster_resources()
+    return RaySession(ray.cluster_resources(), ctx.dashboard_url or None, owned=True, _env_before=env_before)
+
+
+def _running_dashboard_url() -> str | None:
+    """The dashboard of the Ray this process already joined (None when Ray does not say)."""
+    try:
+        from ray._private import services, worker
+
+        return worker.global_worker.node.webui_url or services.get_webui_url_from_internal_kv() or None
+    except Exception:  # private API: a later Ray may move it; the console then points at `ray dashboard`
+        return None
 
 
 def _dashboard_port(preferred: int = 8265) -> int:

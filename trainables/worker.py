@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionsweep.trainables.checkpoint import load_weights_into, read_meta, read_train_state, write_checkpoint
+from visionsweep.trainables.checkpoint import (CheckpointMeta, load_weights_into, read_meta, read_train_state,
+                                               write_checkpoint)
 from visionsweep.trainables.config import TrainConfig, resolve_metric
-from visionsweep.trainables.loop import Batches, ReportFn, Runner, Task, fit
+from visionsweep.trainables.loop import Batches, ReportFn, ResumeState, Runner, Task, fit
 from visionsweep.trainables.model import create_model, data_config
 from visionsweep.trainables.provenance import provenance
 
@@ -40,19 +41,17 @@ def make_task(cfg: TrainConfig, info: DataInfo, model: nn.Module) -> Task:
 
 
 def checkpoint_meta(cfg: TrainConfig, info: DataInfo, task: Task, *, epoch: int, history: list[dict],
-                    step_losses: list[float], weights_source: str, device: str) -> dict:
-    """Everything predict needs to rebuild and feed the model, plus where the result came from."""
+                    step_losses: list[float], weights_source: str, device: str) -> CheckpointMeta:
     metric, mode = resolve_metric(cfg.metric, len(info.classes))
-    return {"format": "visionsweep-checkpoint-1", "backbone": cfg.backbone, "classes": info.classes,
-            "positive_class": info.positive_class, "vertical_flip": info.vertical_flip,
-            "image_size": task.image_size, "mean": list(task.mean), "std": list(task.std),
-            "metric": metric, "mode": mode, "epoch": epoch, "metrics": history[-1] if history else {},
-            "history": history, "step_losses": step_losses, "config": dataclasses.asdict(cfg),
-            "weights_source": weights_source, "provenance": provenance(device)}
+    return CheckpointMeta(backbone=cfg.backbone, classes=list(info.classes), positive_class=info.positive_class,
+                          vertical_flip=info.vertical_flip, image_size=task.image_size, mean=tuple(task.mean),
+                          std=tuple(task.std), metric=metric, mode=mode, epoch=epoch, history=list(history),
+                          step_losses=list(step_losses), config=dataclasses.asdict(cfg), weights_source=weights_source,
+                          provenance=provenance(device))
 
 
 def build_model(cfg: TrainConfig, info: DataInfo, *, device: torch.device, resume_dir: str | Path | None = None,
-                log: Callable[[str], None] = print) -> tuple[nn.Module, Task, str, dict | None]:
+                log: Callable[[str], None] = print) -> tuple[nn.Module, Task, str, ResumeState | None]:
     """(model on the device, task, where the weights came from, resume state or None)."""
     torch.manual_seed(cfg.seed)  # identical initial head on every rank
     model, source = create_model(cfg.backbone, len(info.classes), pretrained=cfg.pretrained and resume_dir is None,
@@ -61,10 +60,9 @@ def build_model(cfg: TrainConfig, info: DataInfo, *, device: torch.device, resum
     if resume_dir is not None:
         load_weights_into(model, resume_dir)
         meta = read_meta(resume_dir)
-        state = read_train_state(resume_dir)
-        resume = {"epoch": meta["epoch"], "optimizer": state["optimizer"], "history": meta["history"],
-                  "step_losses": meta["step_losses"]}
-        source = meta["weights_source"]
+        resume = ResumeState(epoch=meta.epoch, optimizer=read_train_state(resume_dir)["optimizer"],
+                             history=meta.history, step_losses=meta.step_losses)
+        source = meta.weights_source
     task = make_task(cfg, info, model)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -1,0 +1,56 @@
+"""The Ray session object: what a command (or a notebook call) leaves behind in its process."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from visionsweep.trainables.ray_session import RaySession, ensure_ray
+
+OWN_CLUSTER = """
+import os, ray
+from visionsweep.trainables.ray_session import ensure_ray
+os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] = "user's"
+with ensure_ray(num_cpus=1, log=print) as session:
+    assert session.owned and ray.is_initialized(), session
+    assert session.resources["CPU"] == 1 and session.resources["visionsweep_trial"] == 1, session.resources
+    assert session.dashboard_url.startswith("127.0.0.1:"), session.dashboard_url
+    assert os.environ["RAY_API_SERVER_ADDRESS"] == "http://" + session.dashboard_url
+    assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
+assert not ray.is_initialized()
+assert "RAY_API_SERVER_ADDRESS" not in os.environ
+assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "user's"
+print("closed cleanly")
+"""
+
+
+@pytest.mark.slow
+def test_a_session_that_started_ray_shuts_it_down_and_puts_the_environment_back():
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    proc = subprocess.run([sys.executable, "-c", OWN_CLUSTER], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0 and "closed cleanly" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_session_that_found_ray_running_leaves_it_running(ray_cluster):
+    import ray
+
+    before = dict(os.environ)
+    with ensure_ray(log=print) as session:
+        assert not session.owned and session.resources.get("CPU", 0) >= 1
+        assert os.environ["VISIONSWEEP_TEST_DASHBOARD"].endswith(session.dashboard_url)
+    assert ray.is_initialized() and ray.cluster_resources() and dict(os.environ) == before
+
+
+def test_closing_puts_back_each_variable_as_it_was(monkeypatch):
+    monkeypatch.setenv("VS_SESSION_SET", "old")
+    monkeypatch.delenv("VS_SESSION_NEW", raising=False)
+    session = RaySession({}, None, owned=False, _env_before={"VS_SESSION_SET": "old", "VS_SESSION_NEW": None})
+    os.environ.update(VS_SESSION_SET="new", VS_SESSION_NEW="new")
+    session.close()
+    assert os.environ["VS_SESSION_SET"] == "old" and "VS_SESSION_NEW" not in os.environ
+    session.close()  # twice is harmless
+    assert os.environ["VS_SESSION_SET"] == "old"
