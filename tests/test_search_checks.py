@@ -7,7 +7,8 @@ import pytest
 
 from visionsweep.datasets import DataError
 from visionsweep.search.api import search_config
-from visionsweep.search.cli import build_parser, sweep_options
+from visionsweep.search.cli import build_parser
+from visionsweep.search.flags import given_fields
 from visionsweep.search.config import SearchConfig
 from visionsweep.search.predict import default_top_k
 from visionsweep.search.record import SweepRecord, write_sweep_record
@@ -44,7 +45,7 @@ def test_keys_the_sweep_owns_are_refused_naming_the_flag(key, flag):
 
 def test_seed_reaches_the_split_every_trial_and_the_sampler(tmp_path):
     args = build_parser().parse_args(["sweep", str(tmp_path), "--name", "s", "--seed", "7"])
-    sc, data_options = search_config(**sweep_options(args))
+    sc, data_options = search_config(**given_fields(args))
     assert data_options["seed"] == 7 and sc.seed == 7 and sc.train["seed"] == 7
     from visionsweep.search.space import trial_train_config
 

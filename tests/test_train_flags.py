@@ -36,3 +36,34 @@ def test_more_workers_or_gpus_than_the_cluster_has_is_a_clear_error():
     with pytest.raises(DataError, match=r"--workers 2 needs 2 GPU\(s\) but the Ray cluster has 0"):
         check_resources(TrainConfig(workers=2, use_gpu=True), {"CPU": 4.0})
     check_resources(TrainConfig(workers=4), {"CPU": 4.0})  # exactly enough
+
+
+def test_flags_are_the_config_fields_with_the_dataclasses_defaults():
+    """Each flag lands on its dataclass field by name, typed by the field; its help shows the field's default."""
+    import dataclasses
+
+    from visionsweep.datasets import DatasetSpec
+    from visionsweep.search.cli import build_parser
+    from visionsweep.search.config import SearchConfig
+    from visionsweep.search.flags import given_fields
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "DATA", "--out", "r", "--max-lr", "1e-2", "--epochs", "3", "--no-pretrained",
+                              "--vertical-flip", "--valid-pct", "0.3", "--layout", "folders"])
+    assert given_fields(args) == {"max_lr": 0.01, "epochs": 3, "pretrained": False, "vertical_flip": True,
+                                  "valid_pct": 0.3, "layout": "folders"}
+    args = parser.parse_args(["sweep", "DATA", "--name", "s", "--backbones", "resnet18, test_resnet", "--keep",
+                              "--epochs", "4", "--image-size", "32"])
+    assert given_fields(args) == {"name": "s", "backbones": ["resnet18", "test_resnet"], "keep_all": True,
+                                  "epochs": 4, "image_size": 32}
+    fields = {c: {f.name for f in dataclasses.fields(c)} for c in (DatasetSpec, TrainConfig, SearchConfig)}
+    for command in ("check", "train", "lr-find", "sweep", "predict"):
+        sub = parser._subparsers._group_actions[0].choices[command]
+        dests = sub.get_default("_config_fields")
+        assert dests and all(any(d in f for f in fields.values()) for d in dests), (command, dests)
+    helps = {a.dest: a.help for a in parser._subparsers._group_actions[0].choices["sweep"]._actions}
+    assert helps["trials"].endswith(f"(default {SearchConfig.__dataclass_fields__['trials'].default})")
+    assert helps["backbones"].endswith("(default " + ",".join(SearchConfig.__dataclass_fields__["backbones"].default)
+                                       + ")")
+    with pytest.raises(SystemExit):  # choices come from the config module's own list
+        parser.parse_args(["sweep", "DATA", "--name", "s", "--searcher", "grid"])
