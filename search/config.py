@@ -63,7 +63,8 @@ class SearchConfig:
                 value = [value]
             object.__setattr__(self, name, tuple(value))
         checks = [
-            (bool(self.name) and "/" not in self.name, f"--name must be a plain folder name, got {self.name!r}"),
+            (bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+             f"--name must be a plain folder name, got {self.name!r}"),
             (self.trials >= 1, f"--trials must be >= 1, got {self.trials}"),
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
             (len(self.backbones) >= 1, "--backbones needs at least one timm model name"),
@@ -71,6 +72,7 @@ class SearchConfig:
             (_is_range(self.aug_range) and 0 <= self.aug_range[0] and self.aug_range[1] <= 1,
              f"aug_range must be within [0, 1], got {list(self.aug_range)}"),
             (self.workers_per_trial >= 1, f"--workers-per-trial must be >= 1, got {self.workers_per_trial}"),
+            (self.cpus_per_worker > 0, f"cpus_per_worker must be > 0, got {self.cpus_per_worker}"),
             (self.gpus_per_trial is None or self.gpus_per_trial >= 0,
              f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}"),
             (self.max_concurrent is None or self.max_concurrent >= 1, "--max-concurrent must be >= 1"),
@@ -78,7 +80,8 @@ class SearchConfig:
             (self.searcher in SEARCHERS, f"--searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}"),
             (self.early_stopping in EARLY_STOPPING,
              f"--early-stopping must be one of {', '.join(EARLY_STOPPING)}, got {self.early_stopping!r}"),
-            ((self.grace_period or 1) >= 1 and (self.reduction_factor or 2) >= 2,
+            ((self.grace_period is None or self.grace_period >= 1)
+             and (self.reduction_factor is None or self.reduction_factor >= 2),
              f"grace_period must be >= 1 and reduction_factor >= 2, got {self.grace_period} and {self.reduction_factor}"),
             (self.top_k >= 1, f"--top-k must be >= 1, got {self.top_k}"),
             (self.refit >= 0, f"--refit must be >= 0 (0 = no refit), got {self.refit}"),

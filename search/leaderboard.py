@@ -50,7 +50,9 @@ def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs:
     if board.empty:
         return board
     key = f"best_{metric}"
-    board = board.sort_values(key, ascending=(mode == "min"), na_position="last").reset_index(drop=True)
+    # Ties keep the order the trials ran in (they decide which trials keep weights and join the ensemble).
+    board = board.sort_values([key, "order"], ascending=[mode == "min", True], na_position="last",
+                              kind="stable").reset_index(drop=True)
     board.insert(0, "rank", range(1, len(board) + 1))
     return board
 

@@ -25,7 +25,9 @@ def searched_values(config: dict) -> str:
     for key, value in config.items():
         if key in ("backbone", "max_lr"):
             continue
-        parts.append(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
+        small = isinstance(value, float) and 0 < abs(value) < 0.01  # a searched weight decay, 1e-5 .. 1e-1
+        parts.append(f"{key} {value:.1e}" if small else f"{key} {value:.2f}" if isinstance(value, float)
+                     else f"{key} {value}")
     return "  ".join(parts)
 
 
@@ -66,8 +68,9 @@ class Progress(Callback):
             return False
         return self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
 
-    def _summary(self, trials) -> str:
-        running = sum(t.status == "RUNNING" for t in trials)
+    def _summary(self, trials, ending=None) -> str:
+        """`ending`: the trial whose end is being reported (Tune calls back before it leaves RUNNING)."""
+        running = sum(t.status == "RUNNING" and t is not ending for t in trials)
         best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
         return f"[{self.done}/{self.total} done, {running} running] {best}"
 
@@ -90,9 +93,9 @@ class Progress(Callback):
         self.done += 1
         epochs = self.last_epoch.get(trial.trial_id, 0)
         why = "done" if epochs >= self.max_epochs else f"stopped early by ASHA after epoch {epochs}"
-        self.log(f"trial {trial.trial_id} {why}. {self._summary(trials)}")
+        self.log(f"trial {trial.trial_id} {why}. {self._summary(trials, ending=trial)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.done += 1
         self.log(f"trial {trial.trial_id} FAILED (the leaderboard's error column says why); the sweep goes on. "
-                 f"{self._summary(trials)}")
+                 f"{self._summary(trials, ending=trial)}")
