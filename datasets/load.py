@@ -19,6 +19,7 @@ from visionsweep.datasets.images import decode_all, probe_all
 from visionsweep.datasets.layout import Listing, _rel, list_dataset, positive_class
 from visionsweep.datasets.spec import DatasetSpec
 from visionsweep.datasets.submission import SubmissionFormat, submission_format
+from visionsweep.datasets.console import say
 
 CACHE_VERSION = 2  # 2: the cache size follows the typical image (90th percentile), not the largest
 SIZE_PERCENTILE = 0.9  # one huge image among small ones must not set the size of the whole cache
@@ -95,7 +96,7 @@ def _size_summary(sizes: Counter) -> str:
     return common + more
 
 
-def load_dataset(spec: DatasetSpec, *, log=print) -> LoadedData:
+def load_dataset(spec: DatasetSpec, *, log=say) -> LoadedData:
     """Validate DATA completely, then return its arrays from the cache, decoding only on a cache miss."""
     listing = list_dataset(spec)
     # The submission format and positive class depend on the listing alone: a bad --positive-class

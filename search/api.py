@@ -21,6 +21,7 @@ import pandas as pd
 
 from visionsweep.datasets import DataError, DatasetSpec, spec_from_dict
 from visionsweep.datasets.ownership import check_outside
+from visionsweep.datasets.console import say
 
 _DATA_FIELDS = {f.name for f in dataclasses.fields(DatasetSpec)} - {"root"}
 
@@ -67,7 +68,7 @@ def _use_gpu(cpu: bool) -> bool:
     return torch.cuda.is_available()
 
 
-def check(data, *, log=print, **options) -> dict:
+def check(data, *, log=say, **options) -> dict:
     """Validate DATA (every problem is a DataError naming the file or row) and return its summary."""
     from visionsweep.datasets.load import format_summary
 
@@ -87,7 +88,7 @@ def _train_config(options: dict, *, cpu: bool, seed: int | None):
     return config_from_dict(values)
 
 
-def train(data, *, out, resume: bool = False, overwrite: bool = False, cpu: bool = False, log=print, **options):
+def train(data, *, out, resume: bool = False, overwrite: bool = False, cpu: bool = False, log=say, **options):
     """One fine-tuning run (a Ray Train TorchTrainer) into `out`; returns its RunOutcome (best and final
     metrics, the run folder)."""
     from visionsweep.search.runs import run_training
@@ -100,7 +101,7 @@ def train(data, *, out, resume: bool = False, overwrite: bool = False, cpu: bool
                         split_seed=spec.seed, resume=resume, overwrite=overwrite, log=log)
 
 
-def lr_find(data, *, out="lr_find.png", cpu: bool = False, log=print, **options) -> dict:
+def lr_find(data, *, out="lr_find.png", cpu: bool = False, log=say, **options) -> dict:
     """fastai's LR range test: {"lrs", "losses", "suggestions": {"valley": {"lr", "loss"}, ...}}, plot at `out`."""
     from visionsweep.search.runs import run_lr_find_job
 
@@ -148,7 +149,7 @@ def search_config(*, config=None, cpu: bool = False, source: str | None = None, 
     return sc, {**(sc.data or {}), **spec_options}
 
 
-def sweep(data, *, resume: bool = False, log=print, **options) -> SweepResult:
+def sweep(data, *, resume: bool = False, log=say, **options) -> SweepResult:
     """Search backbone, max LR and augmentation (Ray Tune + Optuna + ASHA over Train runs); `options` are
     SearchConfig fields (name, trials, epochs, backbones, ...), fixed TrainConfig fields and data options,
     and `config` a YAML file of them."""
@@ -167,7 +168,7 @@ def sweep(data, *, resume: bool = False, log=print, **options) -> SweepResult:
 
 
 def predict(source, data, *, out="submission.csv", top_k: int | None = None, tta: bool = False,
-            overwrite: bool = False, refit: bool = True, log=print, **options) -> pd.DataFrame:
+            overwrite: bool = False, refit: bool = True, log=say, **options) -> pd.DataFrame:
     """Predict DATA's test/ with a sweep (its top_k trials averaged, by default the sweep's own top_k; their refit
     models unless refit=False), a `train` run folder or a checkpoint folder; writes the submission validated against
     sample_submission.csv and returns it."""
@@ -183,7 +184,7 @@ def predict(source, data, *, out="submission.csv", top_k: int | None = None, tta
                        overwrite=overwrite, refit=refit, log=log)
 
 
-def report(sweep_path, *, out=None, log=print) -> Path:
+def report(sweep_path, *, out=None, log=say) -> Path:
     """Leaderboard (CSV + markdown) and plots of a sweep; returns the report folder."""
     from visionsweep.search.report import report as run_report
 

@@ -14,6 +14,7 @@ from visionsweep.search.config import SearchConfig
 from visionsweep.search.predict import predict
 from visionsweep.search.report import report
 from visionsweep.search.sweep import run_sweep
+from visionsweep.datasets.console import say
 
 # Digits are 8x8 grayscale strokes, nothing like ImageNet photos, and the demo must run offline: it trains
 # from scratch, small, on 2 CPU cores in a few minutes. Real competitions use pretrained backbones.
@@ -28,7 +29,7 @@ def _next_name(storage: Path) -> str:
     return f"digits-{n}"
 
 
-def run_demo(out: Path, *, trials: int, epochs: int, log=print) -> float:
+def run_demo(out: Path, *, trials: int, epochs: int, log=say) -> float:
     t0 = time.time()
     data_dir = build_demo(out)
     out = data_dir.parent

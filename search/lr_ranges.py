@@ -10,6 +10,7 @@ from visionsweep.search.space import RECIPE_AUG, trial_train_config, tune_sample
 from visionsweep.trainables.plots import save_lr_find
 from visionsweep.trainables.ray_train import lr_find_curve
 from visionsweep.trainables.worker import DataInfo
+from visionsweep.datasets.console import say
 
 # The searched max LR spans the valley suggestion x/÷ this: fastai's advice is the valley for fit_one_cycle,
 # and across data sets the best one-cycle max LR sat within a few-fold of it.
@@ -21,7 +22,7 @@ def centred_range(valley: float, span: float = LR_FIND_SPAN) -> tuple[float, flo
 
 
 def lr_find_ranges(sc: SearchConfig, info: DataInfo, arrays_ref, *, out_dir: str | None, use_gpu: bool,
-                   gpus_per_worker: float, pretrained: frozenset, log=print) -> SearchConfig:
+                   gpus_per_worker: float, pretrained: frozenset, log=say) -> SearchConfig:
     """sc with lr_ranges[backbone] centred on each backbone's lr_find valley (the range test runs as the
     backbone's trials will train: same image size, batch, augmentation 0.5 clipped, frozen epochs ignored);
     plots and curves go to out_dir/lr_find/<backbone>.png/.json when out_dir is a local folder."""

@@ -14,6 +14,7 @@ from visionsweep.datasets.load import LoadedData
 from visionsweep.datasets.submission import write_submission
 from visionsweep.search.leaderboard import sweep_leaderboard
 from visionsweep.search.record import SWEEP_MARKER, is_sweep, read_sweep_record
+from visionsweep.datasets.console import say
 
 
 def resolve_sources(source: str, *, top_k: int, refit: bool = True) -> list[tuple[str, object]]:
@@ -67,7 +68,7 @@ def default_top_k(source: str) -> int:
 
 
 def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, overwrite: bool = False,
-            refit: bool = True, log=print) -> pd.DataFrame:
+            refit: bool = True, log=say) -> pd.DataFrame:
     import torch
 
     from visionsweep.trainables.inference import load_for_inference, predict_probs

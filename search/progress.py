@@ -9,6 +9,7 @@ import math
 from ray.tune import Callback
 
 from visionsweep.search.space import flat_params
+from visionsweep.datasets.console import say
 
 # Epoch columns: fastai's, without the two that repeat others (error_rate = 1 - accuracy; valid_loss = log_loss
 # unless label smoothing is on, when log_loss is the comparable one and valid_loss is what was optimised).
@@ -38,7 +39,7 @@ def _fmt(value) -> str:
 
 
 class Progress(Callback):
-    def __init__(self, *, metric: str, mode: str, total: int, max_epochs: int, log=print) -> None:
+    def __init__(self, *, metric: str, mode: str, total: int, max_epochs: int, log=say) -> None:
         self.metric, self.mode, self.total, self.max_epochs, self.log = metric, mode, total, max_epochs, log
         self.columns = tuple(c for c in EPOCH_COLUMNS if c != "auc" or metric == "auc")
         if metric not in self.columns:
@@ -57,7 +58,7 @@ class Progress(Callback):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.log = self.log or print
+        self.log = self.log or say
         self.header_shown = False
 
     def header(self) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 
 from visionsweep.search import storage as st
 from visionsweep.trainables.ray_train import read_result
+from visionsweep.datasets.console import say
 
 REFIT_RUNS = "refit_runs"
 REFIT_RECORD = "refit.json"  # {trial_id: {run, status, epochs, train_images, ...}}
@@ -91,7 +92,7 @@ def bootstrap_interval(labels: np.ndarray, probs: np.ndarray, *, metric: str, po
 
 # ---------------------------------------------------------------- noise: from the sweep's checkpoints
 
-def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str, rows: int, log=print) -> dict:
+def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str, rows: int, log=say) -> dict:
     """Bootstrap intervals for the top `rows` trials, from their best checkpoints' predictions on the
     validation images (recomputed here in the driver, no TTA, as the trial evaluated them), saved as noise.json.
 
@@ -161,7 +162,7 @@ def read_record(sweep: str, name: str) -> dict:
     return json.loads(st.read_text(path)) if st.exists(path) else {}
 
 
-def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=print) -> dict:
+def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=say) -> dict:
     """Retrain the top `sc.refit` configurations on train + valid with their full schedule (ASHA-stopped trials
     too: the TrainConfig is rebuilt from the trial's sample with all sc.epochs), one Ray Train run each, named
     refit-<trial id> under refit_runs/. A finished refit is kept (a resumed sweep refits only what is missing);
@@ -253,7 +254,7 @@ def annotate(board, sweep: str, metric: str):
     return board
 
 
-def after_sweep(sweep: str, *, sc, setup, arrays: dict, metric: str, mode: str, log=print):
+def after_sweep(sweep: str, *, sc, setup, arrays: dict, metric: str, mode: str, log=say):
     """Noise intervals, then the refit; returns the leaderboard with both, written to leaderboard.csv/md."""
     from visionsweep.search.leaderboard import sweep_leaderboard, write_leaderboard
 

@@ -15,6 +15,7 @@ from visionsweep.search.leaderboard import sweep_leaderboard, write_leaderboard
 from visionsweep.search.refit import NOISE_RECORD, noise_summary, read_record
 from visionsweep.search.record import read_sweep_record
 from visionsweep.trainables.plots import new_axes, plot_lr_find, save
+from visionsweep.datasets.console import say
 
 
 # fANOVA fits a random forest to (parameters -> metric); from a handful of trials it ranks noise (the demo's 6
@@ -22,7 +23,7 @@ from visionsweep.trainables.plots import new_axes, plot_lr_find, save
 MIN_IMPORTANCE_TRIALS = 20
 
 
-def report(sweep: str, *, out: Path | None = None, log=print) -> Path:
+def report(sweep: str, *, out: Path | None = None, log=say) -> Path:
     info = read_sweep_record(sweep)
     metric, mode, top_k = info.metric, info.mode, info.top_k
     out = Path(out or (sweep if not st.is_remote(sweep) else Path(info.name))) / "report"

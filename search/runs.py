@@ -19,6 +19,7 @@ from visionsweep.trainables.plots import save_lr_find
 from visionsweep.trainables.ray_session import check_resources, ensure_ray, share_cpus
 from visionsweep.trainables.ray_train import (best_and_latest, data_info, lr_find_curve, make_trainer,
                                               raise_if_failed)
+from visionsweep.datasets.console import say
 
 RUN_MARKER = "config.json"
 
@@ -68,7 +69,7 @@ def make_run_dir(out_dir: Path, action: str) -> None:
 
 
 def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct: float, split_seed: int,
-                 resume: bool = False, overwrite: bool = False, log=print) -> RunOutcome:
+                 resume: bool = False, overwrite: bool = False, log=say) -> RunOutcome:
     import ray
 
     out_dir = Path(out_dir).expanduser().resolve()
@@ -93,7 +94,7 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
 
 
 def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, split_seed: int, out_png: Path,
-                    log=print) -> dict:
+                    log=say) -> dict:
     """`visionsweep lr-find`: the curve over cfg.workers DDP workers, a plot, and lr_find.json beside it."""
     import ray
 
@@ -116,7 +117,7 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
     return result
 
 
-def export_run(out_dir: Path, *, metric: str, mode: str, log=print) -> RunOutcome:
+def export_run(out_dir: Path, *, metric: str, mode: str, log=say) -> RunOutcome:
     """best/ and final/ checkpoints, metrics.csv and learning_curve.png from Train's record of the run."""
     from visionsweep.trainables.plots import plot_learning_curve
 

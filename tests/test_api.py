@@ -24,6 +24,24 @@ def test_check_returns_the_summary_and_rejects_unknown_options(tmp_path):
         vs.check(data, bogus=1)
 
 
+def test_messages_go_through_the_visionsweep_logger_an_api_user_can_route(tmp_path, capsys):
+    import logging
+
+    data = digits_csv_folder(tmp_path / "data")
+    vs.check(data)  # by default: standard output, as the command prints
+    assert "layout" in capsys.readouterr().out
+    logger, routed = logging.getLogger("visionsweep"), []
+    handler = logging.Handler()
+    handler.emit = lambda record: routed.append(record.getMessage())
+    saved = logger.handlers[:]
+    logger.handlers = [handler]
+    try:
+        vs.check(data)
+    finally:
+        logger.handlers = saved
+    assert any("layout" in line for line in routed) and capsys.readouterr().out == ""
+
+
 def test_sweep_options_split_into_search_training_and_data_options(tmp_path):
     yaml = tmp_path / "s.yaml"
     yaml.write_text("name: a\ntrials: 3\ntrain: {batch_size: 16}\ndata: {label_col: is_eight}\n")

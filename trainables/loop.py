@@ -19,6 +19,7 @@ from visionsweep.trainables.config import TrainConfig
 from visionsweep.trainables.metrics import classification_metrics
 from visionsweep.trainables.model import head_prefix, is_head_key
 from visionsweep.trainables.schedule import cycle_at, cycle_bounds, one_cycle
+from visionsweep.datasets.console import say
 
 # Keep the whole uint8 dataset on the GPU when it takes less than this share of free memory:
 # then a batch is one index op on the device, and the GPU never waits for the host.
@@ -259,7 +260,7 @@ ReportFn = Callable[[int, dict, Callable[[str], None] | None], None]
 
 def fit(model: nn.Module, *, cfg: TrainConfig, task: Task, train: Batches, valid: Batches, device: torch.device,
         report: ReportFn, write_checkpoint: Callable[..., None], resume: ResumeState | None = None,
-        log: Callable[[str], None] = print) -> list[dict]:
+        log: Callable[[str], None] = say) -> list[dict]:
     """Train for cfg.total_epochs, calling report(epoch, metrics, save) after each; return the history.
 
     `save(dir)` (given to report on rank 0 only) writes the checkpoint for that epoch through

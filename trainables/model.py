@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from visionsweep.datasets import DataError
+from visionsweep.datasets.console import say
 
 HUB_HOST = "huggingface.co"
 # timm (with torchvision, ~2 s) is imported inside the functions: the Tune trial actor and the Train
@@ -112,7 +113,7 @@ def pretrained_available(backbone: str, *, weights: str | None = None, online: b
 
 
 def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: str | None = None,
-                 log=print) -> tuple[nn.Module, str]:
+                 log=say) -> tuple[nn.Module, str]:
     """(model, where its weights came from). Pretrained weights: `weights` file, else the hub's local cache,
     else the hub when reachable, else a loud warning and random init (the offline case)."""
     import timm
@@ -147,7 +148,7 @@ def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: 
     return timm.create_model(backbone, pretrained=False, num_classes=num_classes), "random init (offline)"
 
 
-def timm_file_model(backbone: str, num_classes: int, path: Path, *, log=print) -> tuple[nn.Module, str] | None:
+def timm_file_model(backbone: str, num_classes: int, path: Path, *, log=say) -> tuple[nn.Module, str] | None:
     """(model, source) through timm's own pretrained-file path, or None when timm cannot place every tensor of the
     file (key names of another library: load_weights maps those by position). timm's loader takes the EMA weights
     when the file has them, strips DDP's "module." prefixes and applies the architecture's checkpoint filter.
@@ -196,7 +197,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_weights(model: nn.Module, path: Path, *, log=print, state: dict[str, torch.Tensor] | None = None) -> str:
+def load_weights(model: nn.Module, path: Path, *, log=say, state: dict[str, torch.Tensor] | None = None) -> str:
     """Load a file's body tensors strictly; the head stays new unless its shape already fits.
 
     Keys are matched by name; when the names differ but the tensors correspond one to one in order and

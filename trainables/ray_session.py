@@ -9,6 +9,7 @@ from pathlib import Path
 
 from visionsweep.datasets import DataError
 from visionsweep.trainables.config import TrainConfig
+from visionsweep.datasets.console import say
 
 TRIAL_RESOURCE = "visionsweep_trial"  # sweeps: trial drivers take this, never a CPU a worker needs
 WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}  # Train run state for the dashboard (read where fit() runs)
@@ -53,7 +54,7 @@ class RaySession:
         self.close()
 
 
-def ensure_ray(*, num_cpus: int | None = None, log=print, log_to_driver: bool = True) -> RaySession:
+def ensure_ray(*, num_cpus: int | None = None, log=say, log_to_driver: bool = True) -> RaySession:
     """Connect to RAY_ADDRESS's cluster, or start a local one with the dashboard on 127.0.0.1 (Ray 2.60 turns
     token authentication on for it; visionsweep keeps it on and makes the token file private).
 
@@ -115,7 +116,7 @@ def _dashboard_port(preferred: int = 8265) -> int:
     raise RuntimeError("no free port for the Ray dashboard")
 
 
-def tighten_token_file(log=print) -> None:
+def tighten_token_file(log=say) -> None:
     """Ray writes ~/.ray/auth_token readable by every local user (0644); the token is the cluster's key."""
     token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
     try:

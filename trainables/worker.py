@@ -19,6 +19,7 @@ from visionsweep.trainables.config import TrainConfig, resolve_metric
 from visionsweep.trainables.loop import Batches, ReportFn, ResumeState, Runner, Task, fit
 from visionsweep.trainables.model import create_model, data_config
 from visionsweep.trainables.provenance import provenance
+from visionsweep.datasets.console import say
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +52,7 @@ def checkpoint_meta(cfg: TrainConfig, info: DataInfo, task: Task, *, epoch: int,
 
 
 def build_model(cfg: TrainConfig, info: DataInfo, *, device: torch.device, resume_dir: str | Path | None = None,
-                log: Callable[[str], None] = print) -> tuple[nn.Module, Task, str, ResumeState | None]:
+                log: Callable[[str], None] = say) -> tuple[nn.Module, Task, str, ResumeState | None]:
     """(model on the device, task, where the weights came from, resume state or None)."""
     torch.manual_seed(cfg.seed)  # identical initial head on every rank
     model, source = create_model(cfg.backbone, len(info.classes), pretrained=cfg.pretrained and resume_dir is None,
@@ -71,7 +72,7 @@ def build_model(cfg: TrainConfig, info: DataInfo, *, device: torch.device, resum
 
 def run_worker(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], *, device: torch.device,
                prepare_model: Callable[[nn.Module], nn.Module], report: ReportFn,
-               resume_dir: str | Path | None = None, log: Callable[[str], None] = print) -> list[dict]:
+               resume_dir: str | Path | None = None, log: Callable[[str], None] = say) -> list[dict]:
     """Build, optionally resume, and fit; `prepare_model` moves/wraps the model (DDP under Ray Train)."""
     model, task, source, resume = build_model(cfg, info, device=device, resume_dir=resume_dir, log=log)
     model = prepare_model(model)
@@ -88,7 +89,7 @@ def run_worker(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], 
 
 
 def run_lr_find(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], *, device: torch.device,
-                prepare_model: Callable[[nn.Module], nn.Module], log: Callable[[str], None] = print) -> dict:
+                prepare_model: Callable[[nn.Module], nn.Module], log: Callable[[str], None] = say) -> dict:
     from visionsweep.trainables.lr_find import lr_find
 
     model, task, _, _ = build_model(cfg, info, device=device, log=log)
