@@ -45,3 +45,42 @@ def train_valid_arrays(data: LoadedData, *, valid_pct: float, seed: int) -> dict
     tr, va = stratified_split(data.y_train, valid_pct=valid_pct, seed=seed, classes=data.classes)
     return {"x_train": data.x_train[tr], "y_train": data.y_train[tr],
             "x_valid": data.x_train[va], "y_valid": data.y_train[va]}
+
+
+def stratified_folds(labels: np.ndarray, *, folds: int, seed: int, classes: list[str] | None = None) -> np.ndarray:
+    """Fold index (0 .. folds-1) per image: each class dealt round-robin over the folds after a seeded shuffle,
+    so every fold holds each class's share (sklearn's StratifiedKFold, without sklearn)."""
+    labels = np.asarray(labels)
+    if folds < 2:
+        raise DataError(f"--folds must be >= 2 (1 = one holdout split), got {folds}")
+    if len(labels) < 2 * folds:
+        raise DataError(f"--folds {folds} needs at least {2 * folds} labelled images, there are {len(labels)}; "
+                        f"lower --folds")
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(labels), dtype=np.int64)
+    start = 0
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        if len(idx) < 2:
+            name = f"class {classes[int(cls)]!r}" if classes is not None else f"class index {cls}"
+            raise DataError(f"{name} has only {len(idx)} image; cross-validation needs at least 2 per class")
+        rng.shuffle(idx)
+        out[idx] = (np.arange(len(idx)) + start) % folds  # classes continue the deal: fold sizes stay even
+        start += len(idx)
+    return out
+
+
+def fold_arrays(arrays: dict[str, np.ndarray], fold: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Fold k of a cross-validation over every labelled image (train, then valid): it validates on the images
+    dealt to fold k and trains on the rest."""
+    x = np.concatenate([arrays["x_train"], arrays["x_valid"]])
+    y = np.concatenate([arrays["y_train"], arrays["y_valid"]])
+    held = fold == k
+    return {"x_train": x[~held], "y_train": y[~held], "x_valid": x[held], "y_valid": y[held]}
+
+
+def split_text(arrays: dict[str, np.ndarray]) -> str:
+    """How the labelled images are used, for the console: 'train 120 / valid 30 images' or '5-fold CV over 150'."""
+    if "fold" in arrays:
+        return f"{int(arrays['fold'].max()) + 1}-fold cross-validation over {len(arrays['fold'])} labelled images"
+    return f"train {len(arrays['y_train'])} / valid {len(arrays['y_valid'])} images"

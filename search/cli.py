@@ -115,6 +115,8 @@ SWEEP_FLAGS = (
                      "weights of the --top-k trials; unfinished trials keep all they need to resume)", flag="--keep"),
     Flag("refit", "retrain the top K configurations on train + valid after the search; predict uses them "
                   "(0 = off; with --resume a finished sweep is refit)"),
+    Flag("folds", "K-fold cross-validation over train + valid: a trial's score is the mean over K held-out folds, "
+                  "its predictions the K models' ensemble (K times the compute; for small data)"),
     Flag("mlflow", "log every trial to MLflow at this tracking URI (e.g. sqlite:///mlflow.db, http://host:5000); "
                    "needs visionsweep[mlflow]", metavar="URI"),
     Flag("wandb", "log every trial to this Weights & Biases project (WANDB_MODE=offline: into the sweep folder); "

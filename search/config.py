@@ -53,6 +53,10 @@ class SearchConfig:
     # the sweep; ~30 s of the demo's ~3 min on 2 CPU cores) while adding the validation images to training,
     # which matters most on the small data where a sweep's selection is least reliable. 0 = off.
     refit: int = 1
+    # K > 1: K-fold cross-validation over every labelled image (train + valid): each trial trains K models side by
+    # side, its score is their mean held-out metric, its predictions their ensemble. For small data, where one
+    # validation split of a few dozen images decides by noise; costs K times the compute. 1 = one holdout split.
+    folds: int = 1
     mlflow: str | None = None                    # MLflow tracking URI: a run per trial (experiment = name); extra [mlflow]
     wandb: str | None = None                     # Weights & Biases project: a run per trial (group = name); extra [wandb]
 
@@ -85,6 +89,7 @@ class SearchConfig:
              f"grace_period must be >= 1 and reduction_factor >= 2, got {self.grace_period} and {self.reduction_factor}"),
             (self.top_k >= 1, f"--top-k must be >= 1, got {self.top_k}"),
             (self.refit >= 0, f"--refit must be >= 0 (0 = no refit), got {self.refit}"),
+            (self.folds >= 1, f"--folds must be >= 2 for cross-validation (1 = one holdout split), got {self.folds}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -71,6 +71,7 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
             refit: bool = True, log=say) -> pd.DataFrame:
     import torch
 
+    from visionsweep.trainables.checkpoint import member_dirs
     from visionsweep.trainables.inference import load_for_inference, predict_probs
 
     out = Path(out).expanduser().resolve()
@@ -80,22 +81,28 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
         raise DataError(f"DATA {data.summary['data']} has no test images to predict (no test/ folder)")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sources = resolve_sources(source, top_k=top_k, refit=refit)
-    probs = []
+    probs, n_models = [], 0
     with ExitStack() as stack:
         for label, ckpt in sources:
             directory = ckpt if isinstance(ckpt, Path) else stack.enter_context(ckpt.as_directory())
-            model, meta, task = load_for_inference(directory, device)
-            if list(meta.classes) != list(data.classes):
-                raise DataError(f"{label} was trained on classes {meta.classes} but DATA has {data.classes}; "
-                                f"predict with the data the model was trained on")
-            t0 = time.perf_counter()
-            p = predict_probs(model, task, data.x_test, device=device, tta=tta, desc=f"predicting ({label})")
-            probs.append(p)
-            views = (8 if task.vertical_flip else 2) if tta else 1
-            log(f"  {label}: {meta.backbone} at {task.image_size}px" + (f", TTA x{views}" if tta else "")
-                + f", {len(p) * views / max(time.perf_counter() - t0, 1e-9):,.0f} img/s on {device.type}")
+            members = member_dirs(directory)  # a cross-validated trial: its K fold models, averaged first
+            member_probs = []
+            for member in members:
+                model, meta, task = load_for_inference(member, device)
+                if list(meta.classes) != list(data.classes):
+                    raise DataError(f"{label} was trained on classes {meta.classes} but DATA has {data.classes}; "
+                                    f"predict with the data the model was trained on")
+                t0 = time.perf_counter()
+                p = predict_probs(model, task, data.x_test, device=device, tta=tta, desc=f"predicting ({label})")
+                member_probs.append(p)
+                views = (8 if task.vertical_flip else 2) if tta else 1
+                log(f"  {label}" + (f", fold {len(member_probs)} of {len(members)}" if len(members) > 1 else "")
+                    + f": {meta.backbone} at {task.image_size}px" + (f", TTA x{views}" if tta else "")
+                    + f", {len(p) * views / max(time.perf_counter() - t0, 1e-9):,.0f} img/s on {device.type}")
+            probs.append(np.mean(member_probs, axis=0))
+            n_models += len(members)
     mean = np.mean(probs, axis=0)
     frame = write_submission(out, data.submission, data.test_ids, mean, sample=data.sample)
     log(f"wrote {out}: {len(frame)} rows, columns {', '.join(frame.columns)} "
-        f"({'mean of %d models' % len(probs) if len(probs) > 1 else 'one model'}; {data.submission.describe()})")
+        f"({'mean of %d models' % n_models if n_models > 1 else 'one model'}; {data.submission.describe()})")
     return frame

@@ -102,13 +102,16 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
 
     import torch
 
-    from visionsweep.trainables.inference import load_for_inference, predict_probs
+    from visionsweep.trainables.inference import held_out_probs
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    x, y = arrays["x_valid"], arrays["y_valid"]
-    record = {"valid_n": int(len(y)), "level": LEVEL, "metric": metric,
+    folds = "fold" in arrays
+    n = len(arrays["fold"]) if folds else len(arrays["y_valid"])
+    record = {"valid_n": int(n), "level": LEVEL, "metric": metric,
               "method": "percentile bootstrap (2000 resamples of the validation images) of each trial's best "
-                        "checkpoint's validation predictions, recomputed after the sweep without TTA",
+                        "checkpoint's validation predictions, recomputed after the sweep without TTA"
+                        + ("; cross-validation: each labelled image predicted by the fold model that held it out"
+                           if folds else ""),
               "trials": {}}
     usable = board[board["status"] != "error"].dropna(subset=[f"best_{metric}"])
     t0 = time.time()
@@ -117,8 +120,7 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
             result = read_result(row.train_run)
             ckpt = result.get_best_checkpoint(metric, mode) or result.checkpoint
             with ckpt.as_directory() as d:
-                model, meta, task = load_for_inference(d, device)
-                probs = predict_probs(model, task, x, device=device, tta=False)
+                probs, y, meta, task = held_out_probs(d, arrays, device)
             smoothing = float(meta.config.get("label_smoothing", 0.0))
             value = metric_value(y, probs, metric=metric, positive_index=task.positive_index,
                                  label_smoothing=smoothing)
@@ -129,7 +131,7 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
             continue
         record["trials"][str(row.trial_id)] = {"value": value, "ci95_lo": lo, "ci95_hi": hi}
     st.write_text(st.join(sweep, NOISE_RECORD), json.dumps(record, indent=1))
-    log(f"noise: {len(record['trials'])} best checkpoint(s) re-predicted {len(y)} validation images on {device.type} "
+    log(f"noise: {len(record['trials'])} best checkpoint(s) re-predicted {n} held-out images on {device.type} "
         f"in {time.time() - t0:.1f} s -> {NOISE_RECORD}")
     return record
 

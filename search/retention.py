@@ -81,11 +81,12 @@ def _strip(ckpt: Path, names) -> int:
     lists the folder and `Result.from_path` refuses a run whose listed checkpoints are gone ("corrupted run
     directory")."""
     freed = 0
-    for name in names:
-        path = ckpt / name
-        if path.is_file():
-            freed += path.stat().st_size
-            path.unlink()
+    for folder in (ckpt, *sorted(ckpt.glob("fold-*"))):  # a cross-validated trial's fold models too
+        for name in names:
+            path = folder / name
+            if path.is_file():
+                freed += path.stat().st_size
+                path.unlink()
     return freed
 
 

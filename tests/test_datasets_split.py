@@ -55,3 +55,20 @@ def test_single_image_class_is_a_clear_error():
 def test_bad_fraction(pct):
     with pytest.raises(DataError, match="--valid-pct"):
         stratified_split(LABELS, valid_pct=pct, seed=0)
+
+
+def test_stratified_folds_deal_every_class_evenly_and_refuse_too_few_images():
+    from visionsweep.datasets.split import stratified_folds
+
+    labels = np.array([0] * 10 + [1] * 5 + [2] * 6)
+    fold = stratified_folds(labels, folds=3, seed=1)
+    assert sorted(np.bincount(fold)) == [7, 7, 7]  # 21 images, three folds of 7
+    for cls, n in ((0, 10), (1, 5), (2, 6)):
+        counts = np.bincount(fold[labels == cls], minlength=3)
+        assert counts.max() - counts.min() <= 1 and counts.sum() == n
+    assert (stratified_folds(labels, folds=3, seed=1) == fold).all()          # seeded
+    assert not (stratified_folds(labels, folds=3, seed=2) == fold).all()
+    with pytest.raises(DataError, match="--folds 20 needs at least 40 labelled images, there are 21"):
+        stratified_folds(labels, folds=20, seed=0)
+    with pytest.raises(DataError, match="class 'b' has only 1 image"):
+        stratified_folds(np.array([0, 0, 0, 1]), folds=2, seed=0, classes=["a", "b"])

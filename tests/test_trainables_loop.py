@@ -162,3 +162,35 @@ def test_batches_gather_rows_by_index_and_the_staging_copy_matches_plain_indexin
         staged = gather_rows(torch.from_numpy(x), torch.from_numpy(idx), pin=False)
         assert staged.is_contiguous() and torch.equal(staged, torch.from_numpy(x[idx]))
         assert torch.equal(gather_rows(torch.from_numpy(y), torch.from_numpy(idx), pin=False), torch.from_numpy(y[idx]))
+
+
+def test_k_fold_cross_validation_trains_the_folds_side_by_side_and_resumes(tmp_path):
+    """--folds: K models, each validated on its own fold; the reported epoch is their mean; a checkpoint holds
+    every fold (fold-k/) and resumes all of them."""
+    from visionsweep.datasets.split import fold_arrays, stratified_folds
+    from visionsweep.trainables.checkpoint import member_dirs
+
+    arrays, info = digits_arrays(classes=(0, 1, 2), size=16, per_class=40)
+    n_all = len(arrays["y_train"]) + len(arrays["y_valid"])
+    fold = stratified_folds(np.concatenate([arrays["y_train"], arrays["y_valid"]]), folds=3, seed=0)
+    assert sorted(np.bincount(fold)) == [40, 40, 40] and len(fold) == n_all
+    with_folds = {**arrays, "fold": fold}
+    cfg = _cfg(epochs=2)
+    history = _run(cfg, with_folds, info, tmp_path / "cv")
+    meta = read_meta(tmp_path / "cv" / "epoch-2")
+    assert meta.folds == 3 and [h["epoch"] for h in meta.history] == [1, 2]
+    dirs = member_dirs(tmp_path / "cv" / "epoch-2")
+    assert [d.name for d in dirs] == ["fold-0", "fold-1", "fold-2"]
+    per_fold = [read_meta(d).history[-1]["accuracy"] for d in dirs]
+    assert history[-1]["accuracy"] == pytest.approx(np.mean(per_fold))
+    assert len({round(a, 6) for a in per_fold}) > 1  # three different models, three different held-out sets
+    # each fold validated on its own images, none it trained on
+    for k in range(3):
+        part = fold_arrays(arrays, fold, k)
+        assert len(part["y_valid"]) == 40 and len(part["y_train"]) == 80
+    # a crash after epoch 1 resumes every fold and ends where the straight run ended
+    _run(cfg, with_folds, info, tmp_path / "b", stop_after=1)
+    rest = _run(cfg, with_folds, info, tmp_path / "b", resume_dir=tmp_path / "b" / "epoch-1")
+    assert [h["epoch"] for h in rest] == [2]
+    assert rest[-1]["train_loss"] == pytest.approx(history[-1]["train_loss"], rel=1e-4)
+    assert [h["epoch"] for h in read_meta(tmp_path / "b" / "epoch-2").history] == [1, 2]

@@ -40,6 +40,7 @@ class CheckpointMeta:
     config: dict                 # the TrainConfig, as a dict
     weights_source: str
     provenance: dict
+    folds: int = 1               # > 1: a cross-validation's K models in fold-0 .. fold-K-1/; this record their mean
     format: str = FORMAT
 
     @property
@@ -91,19 +92,28 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_checkpoint(directory: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+def write_checkpoint(directory: str | Path, *, model: nn.Module | None, optimizer: torch.optim.Optimizer | None,
                      meta: CheckpointMeta) -> None:
     """Each file appears whole or not at all (written aside, then renamed). No pickled code: the state is
-    tensors and plain containers, which torch.load(weights_only=True) accepts."""
+    tensors and plain containers, which torch.load(weights_only=True) accepts. `model=None`: the record of a
+    cross-validation's folds (written after the folds' own checkpoints, in their subfolders)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write(d / WEIGHTS, lambda p: save_file(weights, str(p)))
+    if model is not None:
+        weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        _atomic_write(d / WEIGHTS, lambda p: save_file(weights, str(p)))
+        _atomic_write(d / TIMM_CONFIG, lambda p: p.write_text(json.dumps(timm_config(meta), indent=1)))
     if optimizer is not None:
         state = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
         _atomic_write(d / STATE, lambda p: torch.save(state, p))
-    _atomic_write(d / TIMM_CONFIG, lambda p: p.write_text(json.dumps(timm_config(meta), indent=1)))
     _atomic_write(d / META, lambda p: p.write_text(json.dumps(meta.to_json(), indent=1, default=str)))
+
+
+def member_dirs(directory: str | Path) -> list[Path]:
+    """The checkpoint folders holding weights: the checkpoint itself, or a cross-validation's fold-k/ folders."""
+    d = Path(directory)
+    folds = read_meta(d).folds
+    return [d / f"fold-{k}" for k in range(folds)] if folds > 1 else [d]
 
 
 def read_meta(directory: str | Path) -> CheckpointMeta:
@@ -138,9 +148,13 @@ def export_checkpoint(src: str | Path, dst: str | Path) -> None:
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in (WEIGHTS, META, TIMM_CONFIG):
-        if name != TIMM_CONFIG or (Path(src) / name).is_file():  # checkpoints written before timm's config
-            shutil.copy2(Path(src) / name, tmp / name)
+    for member in member_dirs(src):
+        into = tmp / member.relative_to(src)
+        into.mkdir(parents=True, exist_ok=True)
+        for name in (WEIGHTS, META, TIMM_CONFIG):
+            if name != TIMM_CONFIG or (member / name).is_file():  # checkpoints written before timm's config
+                shutil.copy2(member / name, into / name)
+    shutil.copy2(Path(src) / META, tmp / META)
     if dst.exists():
         shutil.rmtree(dst)
     os.replace(tmp, dst)

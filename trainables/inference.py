@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from visionsweep.trainables.checkpoint import CheckpointMeta, load_weights_into, read_meta
+from visionsweep.trainables.checkpoint import CheckpointMeta, load_weights_into, member_dirs, read_meta
 from visionsweep.trainables.loop import Batches, Runner, Task
 from visionsweep.trainables.model import create_model
 
@@ -46,3 +46,21 @@ def predict_probs(model: torch.nn.Module, task: Task, images: np.ndarray, *, dev
         probs = sum(runner.logits(data, idx, batch_size=batch_size, transform=t, on_batch=bar.update)
                     .double().softmax(1) for t in transforms)
     return (probs / len(transforms)).cpu().numpy()
+
+
+def held_out_probs(directory: str | Path, arrays: dict[str, np.ndarray], device: torch.device
+                   ) -> tuple[np.ndarray, np.ndarray, CheckpointMeta, Task]:
+    """(probabilities, labels, meta, task) on the images the checkpoint did not train on, no TTA: the valid
+    set, or for a cross-validation's folds each labelled image predicted by the fold that held it out."""
+    meta = read_meta(directory)
+    if meta.folds == 1:
+        model, meta, task = load_for_inference(directory, device)
+        return predict_probs(model, task, arrays["x_valid"], device=device, tta=False), arrays["y_valid"], meta, task
+    x = np.concatenate([arrays["x_train"], arrays["x_valid"]])
+    y = np.concatenate([arrays["y_train"], arrays["y_valid"]])
+    probs = np.zeros((len(y), len(meta.classes)))
+    for k, member in enumerate(member_dirs(directory)):
+        model, _, task = load_for_inference(member, device)
+        held = arrays["fold"] == k
+        probs[held] = predict_probs(model, task, x[held], device=device, tta=False)
+    return probs, y, meta, task

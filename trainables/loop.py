@@ -4,6 +4,7 @@ device, validation over the whole set across ranks, and resume from a checkpoint
 from __future__ import annotations
 
 import time
+from pathlib import Path
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -258,6 +259,16 @@ def evaluate(runner: Runner, valid: Batches, dist: Dist, *, batch_size: int) -> 
 ReportFn = Callable[[int, dict, Callable[[str], None] | None], None]
 
 
+@dataclass
+class Member:
+    """A model fit trains: the run's only one, or one fold of a cross-validation."""
+
+    model: nn.Module
+    train: Batches
+    valid: Batches
+    resume: ResumeState | None = None
+
+
 def fit(model: nn.Module, *, cfg: TrainConfig, task: Task, train: Batches, valid: Batches, device: torch.device,
         report: ReportFn, write_checkpoint: Callable[..., None], resume: ResumeState | None = None,
         log: Callable[[str], None] = say) -> list[dict]:
@@ -268,48 +279,95 @@ def fit(model: nn.Module, *, cfg: TrainConfig, task: Task, train: Batches, valid
     `resume` (from a checkpoint) continues after its epoch with its optimizer state: the schedule step,
     shuffling and augmentation randomness are functions of (seed, epoch), so a resumed run takes the
     same path as an uninterrupted one."""
+    return fit_members([Member(model, train, valid, resume)], cfg=cfg, task=task, device=device, report=report,
+                       write_checkpoint=write_checkpoint, log=log)
+
+
+def fit_members(members: list[Member], *, cfg: TrainConfig, task: Task, device: torch.device, report: ReportFn,
+                write_checkpoint: Callable[..., None], log: Callable[[str], None] = say) -> list[dict]:
+    """fit for one model or, side by side, for the K folds of a cross-validation: each epoch every member trains
+    one epoch (its own optimizer, the same schedule) and is validated on its own held-out images; the epoch's
+    metrics are the members' mean, the K-fold score ASHA compares. With K > 1, `save(dir)` writes member k to
+    dir/fold-k and the mean history to dir itself (write_checkpoint(..., model=None, folds=K))."""
     dist = Dist()
-    runner = Runner(model, task, device, label_smoothing=cfg.label_smoothing)
-    opt = make_optimizer(model, cfg)
-    steps = steps_per_epoch(len(train), dist.world, cfg.batch_size)
-    history: list[dict] = []
-    step_losses: list[float] = []
-    start_epoch = 1
-    if resume is not None:
-        opt.load_state_dict(resume.optimizer)
-        history, step_losses = list(resume.history), list(resume.step_losses)
-        start_epoch = resume.epoch + 1
-        log(f"resumed after epoch {resume.epoch} of {cfg.total_epochs}")
+    k_folds = len(members)
+    runs = []
+    for k, m in enumerate(members):
+        opt = make_optimizer(m.model, cfg)
+        run = {"member": m, "runner": Runner(m.model, task, device, label_smoothing=cfg.label_smoothing),
+               "opt": opt, "steps": steps_per_epoch(len(m.train), dist.world, cfg.batch_size),
+               "seed": cfg.seed + 1000 * k, "history": [], "step_losses": []}
+        if m.resume is not None:
+            opt.load_state_dict(m.resume.optimizer)
+            run["history"], run["step_losses"] = list(m.resume.history), list(m.resume.step_losses)
+        runs.append(run)
+    resumed = members[0].resume
+    start_epoch = resumed.epoch + 1 if resumed is not None else 1
+    if resumed is not None:
+        log(f"resumed after epoch {resumed.epoch} of {cfg.total_epochs}")
+    history: list[dict] = list(resumed.history) if resumed is not None and k_folds == 1 else []
+    if k_folds > 1 and resumed is not None:
+        history = [_mean_row([r["history"][e] for r in runs]) for e in range(resumed.epoch)]
     if dist.rank == 0 and start_epoch == 1:
         log(format_header(task, smoothing=cfg.label_smoothing > 0))
     for epoch in range(start_epoch, cfg.total_epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        idx = train_shard(len(train), rank=dist.rank, world=dist.world, seed=cfg.seed, epoch=epoch)
-        gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + dist.rank)
-        losses = torch.zeros(steps, device=device)
-        for b in range(steps):
-            head_lr, body_lr, beta1 = schedule_at((epoch - 1) * steps + b, cfg=cfg, steps=steps)
-            _set_hyper(opt, head_lr, body_lr, beta1)
-            xb, yb = train.get(idx[b * cfg.batch_size:(b + 1) * cfg.batch_size])
-            losses[b] = runner.step(opt, xb, yb, strength=cfg.aug, gen=gen)  # no .item(): no host sync per step
-        train_loss = dist.mean(losses.mean()).item()
-        if not np.isfinite(train_loss):
-            raise FloatingPointError(f"training loss is {train_loss} in epoch {epoch}; lower --max-lr")
-        metrics = evaluate(runner, valid, dist, batch_size=max(cfg.batch_size, 128))
-        metrics = {"epoch": epoch, "train_loss": train_loss, **metrics, "time_s": time.perf_counter() - t0,
-                   "lr": head_lr}
+        rows = []
+        for run in runs:
+            metrics = _train_epoch(run, epoch, cfg=cfg, device=device, dist=dist)
+            run["history"].append(metrics)
+            rows.append(metrics)
+        metrics = {**_mean_row(rows), "time_s": time.perf_counter() - t0}
         history.append(metrics)
-        step_losses += losses.cpu().tolist()
         if dist.rank == 0:
             log(format_row(metrics, task, smoothing=cfg.label_smoothing > 0))
 
         def save(path: str, _epoch=epoch) -> None:
-            write_checkpoint(path, model=unwrap(model), optimizer=opt, epoch=_epoch, history=history,
-                             step_losses=step_losses)
+            if k_folds == 1:
+                run = runs[0]
+                write_checkpoint(path, model=unwrap(run["member"].model), optimizer=run["opt"], epoch=_epoch,
+                                 history=history, step_losses=run["step_losses"])
+                return
+            for k, run in enumerate(runs):
+                write_checkpoint(str(Path(path) / f"fold-{k}"), model=unwrap(run["member"].model),
+                                 optimizer=run["opt"], epoch=_epoch, history=run["history"],
+                                 step_losses=run["step_losses"])
+            steps = min(len(r["step_losses"]) for r in runs)
+            write_checkpoint(path, model=None, optimizer=None, epoch=_epoch, history=history,
+                             step_losses=np.mean([r["step_losses"][:steps] for r in runs], axis=0).tolist(),
+                             folds=k_folds)
 
         report(epoch, metrics, save if dist.rank == 0 else None)
     return history
+
+
+def _train_epoch(run: dict, epoch: int, *, cfg: TrainConfig, device: torch.device, dist: Dist) -> dict:
+    """One member's epoch: the one-cycle steps over its training images, then its whole validation set."""
+    t0 = time.perf_counter()
+    member, runner, opt, steps, seed = run["member"], run["runner"], run["opt"], run["steps"], run["seed"]
+    member.model.train()
+    idx = train_shard(len(member.train), rank=dist.rank, world=dist.world, seed=seed, epoch=epoch)
+    gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch * 1009 + dist.rank)
+    losses = torch.zeros(steps, device=device)
+    for b in range(steps):
+        head_lr, body_lr, beta1 = schedule_at((epoch - 1) * steps + b, cfg=cfg, steps=steps)
+        _set_hyper(opt, head_lr, body_lr, beta1)
+        xb, yb = member.train.get(idx[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+        losses[b] = runner.step(opt, xb, yb, strength=cfg.aug, gen=gen)  # no .item(): no host sync per step
+    train_loss = dist.mean(losses.mean()).item()
+    if not np.isfinite(train_loss):
+        raise FloatingPointError(f"training loss is {train_loss} in epoch {epoch}; lower --max-lr")
+    metrics = evaluate(runner, member.valid, dist, batch_size=max(cfg.batch_size, 128))
+    run["step_losses"] += losses.cpu().tolist()
+    return {"epoch": epoch, "train_loss": train_loss, **metrics, "time_s": time.perf_counter() - t0, "lr": head_lr}
+
+
+def _mean_row(rows: list[dict]) -> dict:
+    """The members' metrics averaged key by key (one member: its own row)."""
+    if len(rows) == 1:
+        return dict(rows[0])
+    return {key: (rows[0][key] if key in ("epoch", "lr") else float(np.mean([r[key] for r in rows])))
+            for key in rows[0]}
 
 
 # fastai's table, less the columns that repeat others: error_rate is 1 - accuracy, and log_loss equals

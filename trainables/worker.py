@@ -16,7 +16,8 @@ from torch import nn
 from visionsweep.trainables.checkpoint import (CheckpointMeta, load_weights_into, read_meta, read_train_state,
                                                write_checkpoint)
 from visionsweep.trainables.config import TrainConfig, resolve_metric
-from visionsweep.trainables.loop import Batches, ReportFn, ResumeState, Runner, Task, fit
+from visionsweep.datasets.split import fold_arrays
+from visionsweep.trainables.loop import Batches, Member, ReportFn, ResumeState, Runner, Task, fit_members
 from visionsweep.trainables.model import create_model, data_config
 from visionsweep.trainables.provenance import provenance
 from visionsweep.datasets.console import say
@@ -42,13 +43,13 @@ def make_task(cfg: TrainConfig, info: DataInfo, model: nn.Module) -> Task:
 
 
 def checkpoint_meta(cfg: TrainConfig, info: DataInfo, task: Task, *, epoch: int, history: list[dict],
-                    step_losses: list[float], weights_source: str, device: str) -> CheckpointMeta:
+                    step_losses: list[float], weights_source: str, device: str, folds: int = 1) -> CheckpointMeta:
     metric, mode = resolve_metric(cfg.metric, len(info.classes))
     return CheckpointMeta(backbone=cfg.backbone, classes=list(info.classes), positive_class=info.positive_class,
                           vertical_flip=info.vertical_flip, image_size=task.image_size, mean=tuple(task.mean),
                           std=tuple(task.std), metric=metric, mode=mode, epoch=epoch, history=list(history),
                           step_losses=list(step_losses), config=dataclasses.asdict(cfg), weights_source=weights_source,
-                          provenance=provenance(device))
+                          provenance=provenance(device), folds=folds)
 
 
 def build_model(cfg: TrainConfig, info: DataInfo, *, device: torch.device, resume_dir: str | Path | None = None,
@@ -73,19 +74,28 @@ def build_model(cfg: TrainConfig, info: DataInfo, *, device: torch.device, resum
 def run_worker(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], *, device: torch.device,
                prepare_model: Callable[[nn.Module], nn.Module], report: ReportFn,
                resume_dir: str | Path | None = None, log: Callable[[str], None] = say) -> list[dict]:
-    """Build, optionally resume, and fit; `prepare_model` moves/wraps the model (DDP under Ray Train)."""
-    model, task, source, resume = build_model(cfg, info, device=device, resume_dir=resume_dir, log=log)
-    model = prepare_model(model)
-    train = Batches(arrays["x_train"], arrays["y_train"], device)
-    valid = Batches(arrays["x_valid"], arrays["y_valid"], device)
+    """Build, optionally resume, and fit; `prepare_model` moves/wraps the model (DDP under Ray Train).
+    `arrays["fold"]` (a fold index per labelled image, train then valid): a K-fold cross-validation, K models
+    trained side by side (fit_members)."""
+    if "fold" in arrays:
+        folds = int(arrays["fold"].max()) + 1
+        parts = [fold_arrays(arrays, arrays["fold"], k) for k in range(folds)]
+        dirs = [Path(resume_dir) / f"fold-{k}" if resume_dir is not None else None for k in range(folds)]
+    else:
+        folds, parts, dirs = 1, [arrays], [resume_dir]
+    members, source, task = [], "", None
+    for part, member_dir in zip(parts, dirs):  # the weights line once, not once per fold
+        model, task, source, resume = build_model(cfg, info, device=device, resume_dir=member_dir,
+                                                  log=log if not members else lambda m: None)
+        members.append(Member(prepare_model(model), Batches(part["x_train"], part["y_train"], device),
+                              Batches(part["x_valid"], part["y_valid"], device), resume))
 
-    def write(path, *, model, optimizer, epoch, history, step_losses):
+    def write(path, *, model, optimizer, epoch, history, step_losses, folds=1):
         meta = checkpoint_meta(cfg, info, task, epoch=epoch, history=history, step_losses=step_losses,
-                               weights_source=source, device=str(device))
+                               weights_source=source, device=str(device), folds=folds)
         write_checkpoint(path, model=model, optimizer=optimizer, meta=meta)
 
-    return fit(model, cfg=cfg, task=task, train=train, valid=valid, device=device, report=report,
-               write_checkpoint=write, resume=resume, log=log)
+    return fit_members(members, cfg=cfg, task=task, device=device, report=report, write_checkpoint=write, log=log)
 
 
 def run_lr_find(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], *, device: torch.device,
