@@ -11,6 +11,8 @@ outside DATA), in one run on one machine, through the real command line in subpr
           `visionsweep predict SWEEP DATA --tta`: random search, every trial at full length (budget T x E)
   sweep   `visionsweep sweep DATA --trials T --epochs E` with its defaults (TPE + early stopping), then predict
           with TTA; same maximum budget, T x E trial-epochs
+  cv      (optional) the sweep with `--folds K`: each trial a K-fold cross-validation (K models per trial, so
+          its trial-epochs are counted K times: K x the compute of `sweep` at the same trials)
 
 Every submission is scored on the held-out solution with scikit-learn (accuracy, or ROC AUC for the binary set).
 Columns: held-out score; the best validation score the method itself saw (the winner's curse shows as valid >>
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import search_data  # noqa: E402
 
-METHODS = ("recipe", "lite0", "random", "sweep")
+METHODS = ("recipe", "lite0", "random", "sweep", "cv")
 CLI = [sys.executable, "-m", "visionsweep"]
 
 
@@ -217,6 +219,8 @@ def sweep_and_score(bs, *, tag: str, seed: int, args, work: Path, logs: Path, ex
     if rc != 0:
         return {**row, "status": f"predict exit {rc}: {tail(logs / f'{name}-predict.log')}"}
     trial_epochs, train_epochs, n_trials = sweep_epochs(sweep)
+    folds = int(extra[extra.index("--folds") + 1]) if "--folds" in extra else 1
+    trial_epochs, train_epochs = trial_epochs * folds, train_epochs * folds  # a fold model's epoch costs a trial-epoch
     row.update(status="ok", score=search_data.score(bs, sub), valid=sweep_best_valid(sweep),
                trial_epochs=trial_epochs, train_epochs=train_epochs, trials=n_trials, budget=trials * args.epochs,
                wall_train_s=wall_sweep, wall_s=wall_sweep + wall_pred, search=sweep_search_desc(sweep))
@@ -280,6 +284,7 @@ def main(argv=None) -> None:
     ap.add_argument("--pretrained-lite0", action="store_true",
                     help="give both sweeps the offline ImageNet weights for tf_efficientnet_lite0 (a YAML weights: "
                          "map), as a user with weights would; put tf_efficientnet_lite0 in --backbones")
+    ap.add_argument("--folds", type=int, default=3, help="K of method cv (sweep --folds K)")
     ap.add_argument("--sweep-args", default="", help="extra arguments for both sweeps, e.g. '--max-concurrent 1'")
     ap.add_argument("--data-seed", type=int, default=0, help="seed that cuts the datasets")
     ap.add_argument("--out", type=Path, default=Path("bench-search"),
@@ -346,7 +351,8 @@ def main(argv=None) -> None:
                                      status="skipped: sweep has no --searcher/--early-stopping"))
                     save()
                     continue
-                extra = ["--searcher", "random", "--early-stopping", "none"] if method == "random" else []
+                extra = (["--searcher", "random", "--early-stopping", "none"] if method == "random"
+                         else ["--folds", str(args.folds)] if method == "cv" else [])
                 jobs = [(s, lambda s, m=method, extra=extra: sweep_and_score(bs, tag=m, seed=s, args=args, work=work,
                                                                              logs=logs, extra=extra))
                         for s in map(int, args.sweep_seeds.split(","))]

@@ -29,10 +29,15 @@ def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs:
         params = flat_params(config)
         # Train's record, whole after a crash; Tune's restarts at the resumed epoch (search/history.py)
         history = whole_history(r.metrics_dataframe, st.join(train_runs, f"train-{trial_id}"))
+        saved = (statuses or {}).get(trial_id, "TERMINATED")
+        seen = r.metrics_dataframe
+        if saved == "TERMINATED" and seen is not None and "epoch" in seen and len(seen) and "epoch" in history:
+            # An ended trial counts the epochs Tune judged: when ASHA stops a trial its worker may finish one
+            # more epoch into Train's record, which no rung saw (it would make a stopped trial look "done").
+            history = history[history["epoch"] <= seen["epoch"].max()]
         values = history[metric].dropna() if metric in history else pd.Series(dtype=float)
         best = (values.max() if mode == "max" else values.min()) if len(values) else math.nan
         epochs = int(history["epoch"].max()) if "epoch" in history and len(history) else 0
-        saved = (statuses or {}).get(trial_id, "TERMINATED")
         if r.error is not None or saved == "ERROR":
             status = "error"
         elif saved != "TERMINATED":

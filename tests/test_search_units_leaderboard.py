@@ -129,6 +129,17 @@ def test_trains_history_fills_the_epochs_tunes_record_lost_on_resume(no_train_re
     assert set(whole["trial_id"]) == {"a"}  # Train's rows are tagged with the trial
 
 
+def test_a_stopped_trial_counts_only_the_epochs_tune_judged(no_train_records):
+    """ASHA stopped the trial after epoch 1; its worker still finished epoch 2 into Train's record."""
+    no_train_records[f"{RUNS}/train-a"] = pd.DataFrame({"epoch": [1, 2], "accuracy": [0.6, 0.9]})
+    board = leaderboard([result("a", [0.6])], metric="accuracy", mode="max", train_runs=RUNS, max_epochs=2)
+    assert board.loc[0, "epochs"] == 1 and board.loc[0, "status"] == "stopped early"
+    assert board.loc[0, "best_accuracy"] == 0.6
+    unfinished = leaderboard([result("a", [0.6])], metric="accuracy", mode="max", train_runs=RUNS, max_epochs=2,
+                             statuses={"a": "PENDING"})  # an interrupted trial keeps all Train recorded
+    assert unfinished.loc[0, "epochs"] == 2
+
+
 def test_markdown_escapes_pipes_blanks_nan_drops_paths_and_rounds():
     board = leaderboard([result("a", [0.912345]), result("b", [], error=RuntimeError("bad | value"))],
                         metric="accuracy", mode="max", train_runs=RUNS, max_epochs=1)
