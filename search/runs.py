@@ -68,6 +68,10 @@ def make_run_dir(out_dir: Path, action: str) -> None:
         ownership.write_marker(out_dir, "run")
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `train`: the Train run was aborted gracefully; the message says how to resume."""
+
+
 def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct: float, split_seed: int,
                  resume: bool = False, overwrite: bool = False, log=say) -> RunOutcome:
     import ray
@@ -88,9 +92,26 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
                                                      indent=1, default=str))
         log(f"training {cfg.backbone} on {len(arrays['y_train'])} images (valid {len(arrays['y_valid'])}), "
             f"{cfg.workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}, {cfg.total_epochs} epochs -> {out_dir}")
+        if action == "resume":
+            log(resume_point(out_dir / "ray" / "train", cfg.total_epochs))
         trainer = make_trainer(cfg, info, ray.put(arrays), storage=out_dir / "ray", name="train")
-        raise_if_failed(trainer.fit())
+        try:
+            raise_if_failed(trainer.fit())
+        except KeyboardInterrupt:
+            raise RunInterrupted(f"interrupted; {out_dir} holds the run up to its last checkpoint. Continue it with "
+                                 f"the same command plus --resume") from None
     return export_run(out_dir, metric=metric, mode=mode, log=log)
+
+
+def resume_point(train_run: Path, total_epochs: int) -> str:
+    """What --resume continues from: Train's record of the run's latest checkpoint. Train registers a checkpoint
+    a moment after its epoch ends (it polls every ~2 s), so a Ctrl-C right after an epoch can leave none."""
+    snapshot = train_run / "checkpoint_manager_snapshot.json"
+    latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result") if snapshot.is_file() else None
+    if not latest:
+        return ("resume: no checkpoint was recorded before the run stopped, so it starts again at epoch 1 of "
+                f"{total_epochs}")
+    return f"resume: from the checkpoint of epoch {latest['metrics'].get('epoch', '?')} of {total_epochs}"
 
 
 def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, split_seed: int, out_png: Path,

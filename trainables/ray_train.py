@@ -4,10 +4,13 @@ of a run (its best and latest checkpoints). Everything inside a worker is plain 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
+import signal
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -110,7 +113,7 @@ def make_trainer(cfg: TrainConfig, info: DataInfo, arrays_ref, *, storage: Path 
     resources = {"CPU": cfg.cpus_per_worker}
     if cfg.use_gpu:
         resources["GPU"] = cfg.gpus_per_worker
-    return TorchTrainer(
+    return _interruptible(TorchTrainer)(
         per_worker,
         train_loop_config={"train": dataclasses.asdict(cfg), "info": dataclasses.asdict(info), "arrays": arrays_ref},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
@@ -123,6 +126,48 @@ def make_trainer(cfg: TrainConfig, info: DataInfo, arrays_ref, *, storage: Path 
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             worker_runtime_env={"env_vars": env} if env else None),
     )
+
+
+@functools.cache
+def _interruptible(base):
+    """`base` (TorchTrainer) whose Ctrl-C in a main thread (`train`, `lr-find`, a sweep's refit) aborts the run
+    gracefully, as Ray Train's own handler does, and then raises KeyboardInterrupt in the caller. Ray's handler
+    ends the process instead (sys.exit inside the handler: status 1, no message, measured), and stays installed
+    after fit() returns; here the caller's handler is put back. Tune's trials run fit() in a thread, where no
+    handler is installed at all."""
+    import ray
+
+    class InterruptibleTrainer(base):
+        interrupted = False
+
+        def _register_sigint_handler(self, controller) -> None:
+            def handler(signum, frame):
+                if self.interrupted:  # a second Ctrl-C: stop waiting for the graceful abort
+                    raise KeyboardInterrupt
+                self.interrupted = True
+                try:
+                    ray.get(controller.abort.remote())
+                except ray.exceptions.RayActorError:  # the controller ended while aborting: nothing left to stop
+                    pass
+
+            signal.signal(signal.SIGINT, handler)
+
+        def fit(self):
+            before = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+            try:
+                result = super().fit()
+            except Exception:
+                if self.interrupted:
+                    raise KeyboardInterrupt from None
+                raise
+            finally:
+                if before is not None:
+                    signal.signal(signal.SIGINT, before)
+            if self.interrupted:
+                raise KeyboardInterrupt
+            return result
+
+    return InterruptibleTrainer
 
 
 def lr_find_curve(cfg: TrainConfig, info: DataInfo, arrays_ref) -> dict:

@@ -1,0 +1,194 @@
+"""End-to-end user paths nothing else covers: a sweep over a class-folder competition with its own valid/ folder,
+predicted in both multi-class submission formats (a label column; one probability column per class), and
+`visionsweep train --resume` after Ctrl-C. Real CLI subprocesses, the session's Ray cluster, test_resnet, digits."""
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+# Three digit classes, named so that alphabetical order (one, seven, zero) differs from the digits' order and from
+# the per-class sample's column order below: a column mapped by position instead of by name shows.
+DIGITS = {0: "zero", 1: "one", 7: "seven"}
+N_TRAIN, N_VALID, N_TEST = 120, 20, 20  # per class (digits has ~178 of each)
+SIZE = 16
+TINY = ["--backbone", "test_resnet", "--no-pretrained", "--cpu", "--batch-size", "16"]
+EPOCH_ROW = re.compile(r"^\S*\s+(\d+)\s+\d+\.\d{4}\s")  # '<epoch>  <train_loss> ...' (after a worker's '(...)' prefix)
+
+
+def _digit_folders(root: Path) -> tuple[Path, dict[str, str]]:
+    """train/<class>/, valid/<class>/, test/<n>.png and sample_submission.csv (id,label; ids in a shuffled order,
+    not the files' order). Returns DATA and the held-out test labels {id: class}."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    rng = np.random.default_rng(0)
+    truth: dict[str, str] = {}
+    test_items = []
+    for digit, name in DIGITS.items():
+        idx = rng.permutation(np.flatnonzero(d.target == digit))
+        splits = {"train": idx[:N_TRAIN], "valid": idx[N_TRAIN:N_TRAIN + N_VALID],
+                  "test": idx[N_TRAIN + N_VALID:N_TRAIN + N_VALID + N_TEST]}
+        for part in ("train", "valid"):
+            (root / part / name).mkdir(parents=True)
+            for i in splits[part]:
+                _digit_image(d.images[i]).save(root / part / name / f"{name}.{i}.png")
+        test_items += [(i, name) for i in splits["test"]]
+    (root / "test").mkdir()
+    for n, (i, name) in enumerate(test_items, start=1):
+        _digit_image(d.images[i]).save(root / "test" / f"{n}.png")
+        truth[str(n)] = name
+    ids = [str(n) for n in rng.permutation(np.arange(1, len(test_items) + 1))]
+    pd.DataFrame({"id": ids, "label": "zero"}).to_csv(root / "sample_submission.csv", index=False)
+    return root, truth
+
+
+def _digit_image(pixels: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray((pixels / 16 * 255).astype(np.uint8), "L").resize((SIZE, SIZE), Image.BICUBIC)
+
+
+@pytest.fixture(scope="module")
+def digits_data(tmp_path_factory):
+    return _digit_folders(tmp_path_factory.mktemp("digits3") / "data")
+
+
+@pytest.fixture(scope="module")
+def folder_sweep(ray_cluster, digits_data, tmp_path_factory):
+    """`visionsweep sweep` on the class-folder DATA: 2 trials x 2 epochs of test_resnet, no refit (predict then uses
+    the trials' best checkpoints, which never saw valid/)."""
+    data, _ = digits_data
+    storage = tmp_path_factory.mktemp("sweeps")
+    res = run_cli("sweep", data, "--name", "folders3", "--storage", storage, "--trials", "2", "--epochs", "2",
+                  "--backbones", "test_resnet", "--image-size", str(SIZE), "--batch-size", "16", "--no-pretrained",
+                  "--cpu", "--refit", "0", "--early-stopping", "none", timeout=300)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return storage / "folders3", res.stdout + res.stderr
+
+
+def _accuracy(labels: pd.Series, ids: pd.Series, truth: dict[str, str]) -> float:
+    return float(np.mean([lab == truth[str(i)] for i, lab in zip(ids, labels)]))
+
+
+def test_sweep_validates_on_the_valid_folder_and_predicts_both_multiclass_formats(folder_sweep, digits_data, tmp_path):
+    path, console = folder_sweep
+    data, truth = digits_data
+    n_train, n_valid = N_TRAIN * len(DIGITS), N_VALID * len(DIGITS)
+    assert len(list((data / "valid").rglob("*.png"))) == n_valid
+
+    # valid/ is the validation set, not a --valid-pct holdout of train/ (which would be 72 of 360 images): the console,
+    # sweep.json's data summary and the leaderboard's valid_n all count the valid/ folder's images.
+    assert f"train {n_train} / valid {n_valid} images" in console, console[-3000:]
+    record = json.loads((path / "sweep.json").read_text())
+    assert record["data"]["valid"] == n_valid and record["data"]["train"] == n_train, record["data"]
+    board = pd.read_csv(path / "leaderboard.csv")
+    assert len(board) == 2 and set(board["status"]) <= {"done", "stopped early"}, board
+    assert (board["valid_n"].dropna() == n_valid).all() and board["valid_n"].notna().any(), board
+
+    # (a) sample_submission.csv is id,label: one predicted class name per row, in the sample's id order.
+    sub_a = tmp_path / "labels.csv"
+    res = run_cli("predict", path, data, "--out", sub_a)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    sample_a = pd.read_csv(data / "sample_submission.csv", dtype=str)
+    written_a = pd.read_csv(sub_a, dtype=str)
+    assert list(written_a.columns) == ["id", "label"]
+    assert written_a["id"].tolist() == sample_a["id"].tolist()
+    assert set(written_a["label"]) <= set(DIGITS.values()), written_a["label"].unique()
+    acc_a = _accuracy(written_a["label"], written_a["id"], truth)
+    assert acc_a > 0.75, acc_a  # 3 classes: chance is 1/3 (measured 0.97)
+
+    # (b) the same competition whose sample_submission.csv is id,<one column per class> (in its own column order):
+    # one probability per class and row, summing to 1, each column that class's (argmax agrees with (a)).
+    data_b = tmp_path / "data_per_class"
+    shutil.copytree(data, data_b)
+    columns = ["zero", "one", "seven"]
+    pd.DataFrame({"id": sample_a["id"], **{c: 0.0 for c in columns}}).to_csv(data_b / "sample_submission.csv",
+                                                                          index=False)
+    sub_b = tmp_path / "probs.csv"
+    import visionsweep as vs  # the Python API this time (the same code path as the command, minus 5 s of imports)
+
+    vs.predict(path, data_b, out=sub_b)
+    written_b = pd.read_csv(sub_b, dtype={"id": str})
+    assert list(written_b.columns) == ["id", *columns]
+    assert written_b["id"].tolist() == sample_a["id"].tolist()
+    probs = written_b[columns].to_numpy()
+    assert ((probs >= 0) & (probs <= 1)).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    argmax = pd.Series(np.array(columns)[probs.argmax(axis=1)])
+    assert (argmax.to_numpy() == written_a["label"].to_numpy()).mean() >= 0.95  # ties aside, the same predictions
+    acc_b = _accuracy(argmax, written_b["id"], truth)
+    assert acc_b > 0.75, acc_b
+
+
+TRAIN_EPOCHS = 5
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(ray_cluster, digits_data, tmp_path_factory):
+    """`visionsweep train` (5 epochs) interrupted by Ctrl-C once Train has registered a checkpoint (its
+    checkpoint_manager_snapshot.json lists one: Train's controller collects the workers' reports every 2 s, so an
+    epoch whose row is printed is not yet saved for resume). Returns (args, out, exit status, output, epochs done)."""
+    data, _ = digits_data
+    out = tmp_path_factory.mktemp("train") / "run"
+    args = ["train", data, *TINY, "--image-size", str(SIZE), "--epochs", str(TRAIN_EPOCHS), "--out", out]
+    proc = subprocess.Popen([sys.executable, "-m", "visionsweep.search.cli", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    snapshot = out / "ray" / "train" / "checkpoint_manager_snapshot.json"
+    deadline = time.monotonic() + 240
+    while not snapshot.is_file():
+        assert proc.poll() is None, "train ended before its first checkpoint was registered:\n" + "".join(lines)
+        assert time.monotonic() < deadline, "no registered checkpoint within 240 s:\n" + "".join(lines)
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(timeout=90)
+    reader.join(timeout=10)
+    proc.stdout.close()
+    return args, out, rc, "".join(lines), max(_epoch_rows(lines), default=0)
+
+
+def _epoch_rows(lines: list[str]) -> list[int]:
+    return [int(m.group(1)) for ln in lines if (m := EPOCH_ROW.match(ln.split(")")[-1]))]
+
+
+def test_train_resume_after_ctrl_c_continues_after_the_saved_epoch(interrupted_run):
+    """Ctrl-C exits 130 saying how to resume (Ray Train's own handler ended the process with status 1 and no word);
+    the same command with --resume goes on after the last saved epoch; the run ends with every epoch exactly once,
+    best/ and final/ written."""
+    args, out, rc, first, done_before = interrupted_run
+    assert rc == 130 and "interrupted" in first and "plus --resume" in first, (rc, first[-3000:])
+    assert 1 <= done_before < TRAIN_EPOCHS, f"Ctrl-C did not land mid-run:\n{first[-3000:]}"
+    assert not (out / "final").exists() and not (out / "metrics.csv").exists()
+
+    res = run_cli(*args, "--resume", timeout=300)
+    second = res.stdout + res.stderr
+    assert res.returncode == 0, second[-4000:]
+    m = re.search(r"resumed after epoch (\d+) of (\d+)", second)
+    assert m, f"--resume started over:\n{second[-3000:]}"
+    saved = int(m.group(1))
+    assert f"resume: from the checkpoint of epoch {saved} of {TRAIN_EPOCHS}" in second, second[-3000:]
+    assert 1 <= saved <= done_before and int(m.group(2)) == TRAIN_EPOCHS, (saved, done_before, second[-3000:])
+    assert _epoch_rows(second.splitlines()) == list(range(saved + 1, TRAIN_EPOCHS + 1)), second[-3000:]
+    history = pd.read_csv(out / "metrics.csv")
+    assert history["epoch"].tolist() == list(range(1, TRAIN_EPOCHS + 1))
+    assert history["accuracy"].iloc[-1] > 0.6  # 3 classes: chance is 1/3
+    for sub in ("best", "final"):
+        assert (out / sub / "model.safetensors").stat().st_size > 0
+        assert json.loads((out / sub / "meta.json").read_text())["classes"] == sorted(DIGITS.values())
+    assert json.loads((out / "final" / "meta.json").read_text())["epoch"] == TRAIN_EPOCHS
