@@ -1,22 +1,17 @@
-"""End-to-end user paths nothing else covers: a sweep over a class-folder competition with its own valid/ folder,
-predicted in both multi-class submission formats (a label column; one probability column per class), and
-`visionsweep train --resume` after Ctrl-C. Real CLI subprocesses, the session's Ray cluster, test_resnet, digits."""
+"""End-to-end: a sweep over a class-folder competition with its own valid/ folder, predicted in both multi-class
+submission formats (a label column; one probability column per class). Real CLI subprocesses, the session's Ray
+cluster, test_resnet, digits. (`train --resume` after Ctrl-C: tests/test_trainables_ray.py.)"""
 
 import json
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +20,6 @@ pytestmark = pytest.mark.slow
 DIGITS = {0: "zero", 1: "one", 7: "seven"}
 N_TRAIN, N_VALID, N_TEST = 120, 20, 20  # per class (digits has ~178 of each)
 SIZE = 16
-TINY = ["--backbone", "test_resnet", "--no-pretrained", "--cpu", "--batch-size", "16"]
-EPOCH_ROW = re.compile(r"^\S*\s+(\d+)\s+\d+\.\d{4}\s")  # '<epoch>  <train_loss> ...' (after a worker's '(...)' prefix)
 
 
 def _digit_folders(root: Path) -> tuple[Path, dict[str, str]]:
@@ -69,13 +62,13 @@ def digits_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def folder_sweep(ray_cluster, digits_data, tmp_path_factory):
-    """`visionsweep sweep` on the class-folder DATA: 2 trials x 2 epochs of test_resnet, no refit (predict then uses
-    the trials' best checkpoints, which never saw valid/)."""
+    """`visionsweep sweep --lr-find --verbose` on the class-folder DATA: lr_find first, then 2 trials x 2 epochs of
+    test_resnet, no refit (predict then uses the trials' best checkpoints, which never saw valid/)."""
     data, _ = digits_data
     storage = tmp_path_factory.mktemp("sweeps")
     res = run_cli("sweep", data, "--name", "folders3", "--storage", storage, "--trials", "2", "--epochs", "2",
                   "--backbones", "test_resnet", "--image-size", str(SIZE), "--batch-size", "16", "--no-pretrained",
-                  "--cpu", "--refit", "0", "--early-stopping", "none", timeout=300)
+                  "--cpu", "--refit", "0", "--early-stopping", "none", "--lr-find", "--verbose", timeout=300)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     return storage / "folders3", res.stdout + res.stderr
 
@@ -98,6 +91,18 @@ def test_sweep_validates_on_the_valid_folder_and_predicts_both_multiclass_format
     board = pd.read_csv(path / "leaderboard.csv")
     assert len(board) == 2 and set(board["status"]) <= {"done", "stopped early"}, board
     assert (board["valid_n"].dropna() == n_valid).all() and board["valid_n"].notna().any(), board
+
+    # --verbose: what Ray's processes print reaches the console too (by default it stays in Ray's session logs).
+    assert re.search(r"\((run_trial|RayTrainWorker|TrainController) pid=", console), console[-3000:]
+    # --lr-find: the max LR is searched within x/÷LR_FIND_SPAN of the valley of lr_find's curve, saved in the sweep.
+    from visionsweep.search.lr_ranges import LR_FIND_SPAN
+
+    valley = json.loads((path / "lr_find" / "test_resnet.json").read_text())["suggestions"]["valley"]["lr"]
+    saved = record["search"]["lr_ranges"]["test_resnet"]
+    assert saved == pytest.approx([valley / LR_FIND_SPAN, valley * LR_FIND_SPAN])
+    assert (path / "lr_find" / "test_resnet.png").stat().st_size > 0
+    # Trial 1, the recipe's 3e-3, is clipped into the new range (sampled ones: test_search_space).
+    assert board["max_lr"].between(saved[0] * (1 - 1e-9), saved[1] * (1 + 1e-9)).all(), board
 
     # (a) sample_submission.csv is id,label: one predicted class name per row, in the sample's id order.
     sub_a = tmp_path / "labels.csv"
@@ -132,63 +137,3 @@ def test_sweep_validates_on_the_valid_folder_and_predicts_both_multiclass_format
     assert (argmax.to_numpy() == written_a["label"].to_numpy()).mean() >= 0.95  # ties aside, the same predictions
     acc_b = _accuracy(argmax, written_b["id"], truth)
     assert acc_b > 0.75, acc_b
-
-
-TRAIN_EPOCHS = 5
-
-
-@pytest.fixture(scope="module")
-def interrupted_run(ray_cluster, digits_data, tmp_path_factory):
-    """`visionsweep train` (5 epochs) interrupted by Ctrl-C once Train has registered a checkpoint (its
-    checkpoint_manager_snapshot.json lists one: Train's controller collects the workers' reports every 2 s, so an
-    epoch whose row is printed is not yet saved for resume). Returns (args, out, exit status, output, epochs done)."""
-    data, _ = digits_data
-    out = tmp_path_factory.mktemp("train") / "run"
-    args = ["train", data, *TINY, "--image-size", str(SIZE), "--epochs", str(TRAIN_EPOCHS), "--out", out]
-    proc = subprocess.Popen([sys.executable, "-m", "visionsweep.search.cli", *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
-    reader.start()
-    snapshot = out / "ray" / "train" / "checkpoint_manager_snapshot.json"
-    deadline = time.monotonic() + 240
-    while not snapshot.is_file():
-        assert proc.poll() is None, "train ended before its first checkpoint was registered:\n" + "".join(lines)
-        assert time.monotonic() < deadline, "no registered checkpoint within 240 s:\n" + "".join(lines)
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    rc = proc.wait(timeout=90)
-    reader.join(timeout=10)
-    proc.stdout.close()
-    return args, out, rc, "".join(lines), max(_epoch_rows(lines), default=0)
-
-
-def _epoch_rows(lines: list[str]) -> list[int]:
-    return [int(m.group(1)) for ln in lines if (m := EPOCH_ROW.match(ln.split(")")[-1]))]
-
-
-def test_train_resume_after_ctrl_c_continues_after_the_saved_epoch(interrupted_run):
-    """Ctrl-C exits 130 saying how to resume (Ray Train's own handler ended the process with status 1 and no word);
-    the same command with --resume goes on after the last saved epoch; the run ends with every epoch exactly once,
-    best/ and final/ written."""
-    args, out, rc, first, done_before = interrupted_run
-    assert rc == 130 and "interrupted" in first and "plus --resume" in first, (rc, first[-3000:])
-    assert 1 <= done_before < TRAIN_EPOCHS, f"Ctrl-C did not land mid-run:\n{first[-3000:]}"
-    assert not (out / "final").exists() and not (out / "metrics.csv").exists()
-
-    res = run_cli(*args, "--resume", timeout=300)
-    second = res.stdout + res.stderr
-    assert res.returncode == 0, second[-4000:]
-    m = re.search(r"resumed after epoch (\d+) of (\d+)", second)
-    assert m, f"--resume started over:\n{second[-3000:]}"
-    saved = int(m.group(1))
-    assert f"resume: from the checkpoint of epoch {saved} of {TRAIN_EPOCHS}" in second, second[-3000:]
-    assert 1 <= saved <= done_before and int(m.group(2)) == TRAIN_EPOCHS, (saved, done_before, second[-3000:])
-    assert _epoch_rows(second.splitlines()) == list(range(saved + 1, TRAIN_EPOCHS + 1)), second[-3000:]
-    history = pd.read_csv(out / "metrics.csv")
-    assert history["epoch"].tolist() == list(range(1, TRAIN_EPOCHS + 1))
-    assert history["accuracy"].iloc[-1] > 0.6  # 3 classes: chance is 1/3
-    for sub in ("best", "final"):
-        assert (out / sub / "model.safetensors").stat().st_size > 0
-        assert json.loads((out / sub / "meta.json").read_text())["classes"] == sorted(DIGITS.values())
-    assert json.loads((out / "final" / "meta.json").read_text())["epoch"] == TRAIN_EPOCHS

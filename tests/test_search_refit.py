@@ -1,5 +1,7 @@
-"""A notebook's sweep, predict and report, with refit, end to end on tiny data: `refit=1` retrains the best configuration on train + valid as a Ray
-Train run, records it, and `predict` uses it (or the sweep's own checkpoint with --no-refit)."""
+"""A notebook's sweep, predict and report, with refit and cross-validation, end to end on tiny data: each trial a
+2-fold cross-validation (`folds=2`: two fold models side by side, scored by their mean); `refit=1` retrains the best
+configuration on train + valid as a Ray Train run, records it, and `predict` uses it (or, with --no-refit, the
+trial's own fold models averaged)."""
 
 import json
 
@@ -15,23 +17,25 @@ from digits import digits_csv_folder
 from visionsweep.datasets.load import load_dataset
 from visionsweep.datasets.spec import spec_from_dict
 from visionsweep.search.predict import predict, resolve_sources
-from visionsweep.datasets.split import train_valid_arrays
+from visionsweep.trainables.checkpoint import member_dirs, read_meta
 from visionsweep.trainables.inference import load_for_inference, predict_probs
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_notebook_sweep_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tmp_path, monkeypatch):
-    """`import visionsweep` in a notebook: sweep, predict and report return typed results; the sweep refits its
-    best configuration on train + valid as a Ray Train run, and predict uses that model (or, with refit=False,
-    the trial's own best checkpoint)."""
+def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tmp_path,
+                                                                                          monkeypatch):
+    """`import visionsweep` in a notebook: sweep, predict and report return typed results; each trial is scored by
+    its fold models' mean; the sweep refits its best configuration on train + valid as a Ray Train run, and
+    predict uses that model (or, with refit=False, the average of the trial's fold models)."""
     data_dir = digits_csv_folder(tmp_path / "cactus" / "data")
     storage = tmp_path / "sweeps"
     printed = []
     monkeypatch.setenv("WANDB_MODE", "offline")  # W&B runs written into the sweep folder, as a user without a key
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     result = vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"],
-                      image_size=16, batch_size=32, pretrained=False, cpu=True, refit=1, log=printed.append,
+                      image_size=16, batch_size=32, pretrained=False, cpu=True, refit=1, folds=2, top_k=1,
+                      log=printed.append,
                       mlflow=tracking, wandb="visionsweep-tests")
     printed = "\n".join(map(str, printed))
     assert isinstance(result.leaderboard, pd.DataFrame) and len(result.leaderboard) == 2
@@ -47,9 +51,23 @@ def test_a_notebook_sweep_refits_the_best_configuration_and_predict_uses_it(ray_
     data = load_dataset(spec, log=lambda m: None)
     n_labelled = len(data.y_train) + (0 if data.y_valid is None else len(data.y_valid))
     assert record["train_images"] == n_labelled
-    # Noise: the validation size and the best trial's bootstrap interval, in the CSV and the printed output.
-    valid = train_valid_arrays(data, valid_pct=spec.valid_pct, seed=spec.seed)["y_valid"]
-    assert best["valid_n"] == len(valid) and best["ci95_lo"] <= best["best_auc"] <= best["ci95_hi"]
+    assert f"2-fold cross-validation over {n_labelled} labelled images" in printed
+
+    # The best trial's best checkpoint: the mean record plus two fold models; its score is the folds' mean.
+    (_, own), = resolve_sources(str(sweep), top_k=1, refit=False)
+    with own.as_directory() as d:
+        meta = read_meta(d)
+        folds = member_dirs(d)
+        assert meta.folds == 2 and [f.name for f in folds] == ["fold-0", "fold-1"]
+        per_fold = [read_meta(f).history[meta.epoch - 1]["auc"] for f in folds]
+        assert all((f / "model.safetensors").is_file() for f in folds)
+    assert best["best_auc"] == pytest.approx(np.mean(per_fold))
+    # Noise: from out-of-fold predictions of every labelled image; the size and the best trial's bootstrap
+    # interval, in the CSV and the printed output.
+    noise = json.loads((sweep / "noise.json").read_text())
+    value = noise["trials"][best["trial_id"]]
+    assert noise["valid_n"] == best["valid_n"] == n_labelled and "held it out" in noise["method"]
+    assert best["ci95_lo"] <= value["value"] <= best["ci95_hi"]
     assert "bootstrap 95% interval" in printed and "refit-" in printed
     assert "ci95_lo" in (sweep / "leaderboard.md").read_text()
 
@@ -75,8 +93,15 @@ def test_a_notebook_sweep_refits_the_best_configuration_and_predict_uses_it(ray_
     lines = []
     predict(source=str(sweep), data=data, out=tmp_path / "own.csv", top_k=1, tta=False, refit=False,
             log=lines.append)
-    assert any("best checkpoint of the sweep" in line and "--no-refit" in line for line in lines), lines
-    assert not np.allclose(pd.read_csv(tmp_path / "own.csv")["is_eight"], written["is_eight"])
+    assert sum("best checkpoint of the sweep" in line and "--no-refit" in line and ", fold " in line
+               for line in lines) == 2 and "mean of 2 models" in lines[-1], lines
+    own_sub = pd.read_csv(tmp_path / "own.csv")
+    assert not np.allclose(own_sub["is_eight"], written["is_eight"])
+    assert roc_auc_score(truth["is_eight"], own_sub["is_eight"]) > 0.8
+    # Retention (top_k 1, refit 1): the other trial's fold models lose their weights; their records stay.
+    other = board.iloc[1]
+    run = sweep / "train_runs" / f"train-{other['trial_id']}"
+    assert list(run.glob("checkpoint_*/fold-0/meta.json")) and not list(run.glob("checkpoint_*/fold-*/model.*"))
     assert (vs.report(result.path, log=lambda m: None) / "leaderboard.csv").is_file()
 
     # Trackers (Ray Tune's own callbacks): one MLflow run per trial in the sweep's experiment, every epoch logged;

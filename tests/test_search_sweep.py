@@ -8,7 +8,6 @@ import pytest
 import ray
 import ray.train
 import torch
-from torch import nn
 
 from visionsweep.datasets import DataError
 from visionsweep.datasets.load import load_dataset
@@ -17,8 +16,7 @@ from visionsweep.search.config import SearchConfig
 from visionsweep.search.predict import predict, resolve_sources
 from visionsweep.search.report import report
 from visionsweep.search.sweep import run_sweep
-from visionsweep.trainables.inference import load_for_inference, predict_probs, tta_transforms
-from visionsweep.trainables.loop import Task
+from visionsweep.trainables.inference import load_for_inference, predict_probs
 
 from digits import digits_csv_folder
 
@@ -130,36 +128,3 @@ def test_report_writes_leaderboard_and_plots(sweep, tmp_path):
     for name in ("leaderboard.csv", "best_vs_trial.png", "learning_curves.png"):
         assert (out / name).stat().st_size > 0
     assert "| rank |" in open(f"{path}/leaderboard.md").read()
-
-
-def test_tta_changes_nothing_for_a_flip_invariant_model():
-    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))  # invariant to every flip/turn
-    task = Task(num_classes=4, positive_index=None, vertical_flip=True, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3)
-    images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
-    cpu = torch.device("cpu")
-    plain = predict_probs(model, task, images, device=cpu, tta=False)
-    np.testing.assert_allclose(predict_probs(model, task, images, device=cpu, tta=True), plain, rtol=1e-6)
-    assert len(tta_transforms(True)) == 8 and len(tta_transforms(False)) == 2
-    # ... and a model that is not flip invariant does change under TTA (the test can fail).
-    asym = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
-    assert not np.allclose(predict_probs(asym, task, images, device=cpu, tta=True),
-                           predict_probs(asym, task, images, device=cpu, tta=False))
-
-
-def test_lr_find_centres_each_backbones_max_lr_range_on_its_valley(ray_cluster, binary_data, tmp_path):
-    import json
-
-    from visionsweep.search.lr_ranges import LR_FIND_SPAN
-
-    spec, data = binary_data
-    sc = SearchConfig(name="lrf", storage=str(tmp_path), trials=1, epochs=1, seed=0, max_concurrent=1,
-                      backbones=("test_resnet",), lr_find=True, refit=0,
-                      train={"image_size": 16, "batch_size": 32, "pretrained": False, "max_failures": 0})
-    board = run_sweep(data=data, sc=sc, spec=spec, log=print)
-    curve = json.loads((tmp_path / "lrf" / "lr_find" / "test_resnet.json").read_text())
-    valley = curve["suggestions"]["valley"]["lr"]
-    saved = json.loads((tmp_path / "lrf" / "sweep.json").read_text())["search"]["lr_ranges"]["test_resnet"]
-    assert saved == pytest.approx([valley / LR_FIND_SPAN, valley * LR_FIND_SPAN])
-    assert (tmp_path / "lrf" / "lr_find" / "test_resnet.png").stat().st_size > 0
-    # Trial 1, the recipe's 3e-3, is clipped into the new range (sampled ones: test_search_space).
-    assert board["max_lr"].between(saved[0] * (1 - 1e-9), saved[1] * (1 + 1e-9)).all(), board

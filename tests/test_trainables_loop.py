@@ -8,10 +8,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
 
 from visionsweep.trainables.checkpoint import read_meta
 from visionsweep.trainables.config import TrainConfig
-from visionsweep.trainables.loop import Batches, Dist, Runner, evaluate, unwrap
+from visionsweep.trainables.inference import predict_probs, tta_transforms
+from visionsweep.trainables.loop import Batches, Dist, Runner, Task, evaluate, unwrap
 from visionsweep.trainables.lr_find import lr_find
 from visionsweep.trainables.worker import build_model, run_worker
 
@@ -194,3 +196,17 @@ def test_k_fold_cross_validation_trains_the_folds_side_by_side_and_resumes(tmp_p
     assert [h["epoch"] for h in rest] == [2]
     assert rest[-1]["train_loss"] == pytest.approx(history[-1]["train_loss"], rel=1e-4)
     assert [h["epoch"] for h in read_meta(tmp_path / "b" / "epoch-2").history] == [1, 2]
+
+
+def test_tta_changes_nothing_for_a_flip_invariant_model():
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4))  # invariant to every flip/turn
+    task = Task(num_classes=4, positive_index=None, vertical_flip=True, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3)
+    images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    plain = predict_probs(model, task, images, device=cpu, tta=False)
+    np.testing.assert_allclose(predict_probs(model, task, images, device=cpu, tta=True), plain, rtol=1e-6)
+    assert len(tta_transforms(True)) == 8 and len(tta_transforms(False)) == 2
+    # ... and a model that is not flip invariant does change under TTA (the test can fail).
+    asym = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
+    assert not np.allclose(predict_probs(asym, task, images, device=cpu, tta=True),
+                           predict_probs(asym, task, images, device=cpu, tta=False))
