@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from visionsweep.datasets.console import say
 from visionsweep.search.progress import EPOCH_COLUMNS, Progress, searched_values
 from visionsweep.search.space import tune_sample
 
@@ -127,7 +128,7 @@ def test_it_pickles_without_its_log_and_shows_the_header_again_after_restore(cap
     p.on_trial_result(1, [a], a, epoch(1, 0.75))
     p.on_trial_complete(2, [a], a)
     restored = pickle.loads(pickle.dumps(p))
-    assert restored.log is print and restored.best == (0.75, "a") and restored.done == 1
+    assert restored.log is say and restored.best == (0.75, "a") and restored.done == 1
     assert restored.last_epoch == {"a": 1} and not restored.header_shown
     assert p.log is not None and p.header_shown  # the live callback keeps its own state
     restored.on_trial_result(3, [a], trial("b"), epoch(1, 0.5))
