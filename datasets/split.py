@@ -70,13 +70,18 @@ def stratified_folds(labels: np.ndarray, *, folds: int, seed: int, classes: list
     return out
 
 
-def fold_arrays(arrays: dict[str, np.ndarray], fold: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Fold k of a cross-validation over every labelled image (train, then valid): it validates on the images
-    dealt to fold k and trains on the rest."""
-    x = np.concatenate([arrays["x_train"], arrays["x_valid"]])
-    y = np.concatenate([arrays["y_train"], arrays["y_valid"]])
-    held = fold == k
-    return {"x_train": x[~held], "y_train": y[~held], "x_valid": x[held], "y_valid": y[held]}
+def labelled(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every labelled image, train then valid (the order a fold index per image refers to)."""
+    return (np.concatenate([arrays["x_train"], arrays["x_valid"]]),
+            np.concatenate([arrays["y_train"], arrays["y_valid"]]))
+
+
+def fold_splits(arrays: dict[str, np.ndarray], fold: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """The folds of a cross-validation over every labelled image: fold k validates on the images dealt to it and
+    trains on the rest."""
+    x, y = labelled(arrays)
+    return [{"x_train": x[fold != k], "y_train": y[fold != k], "x_valid": x[fold == k], "y_valid": y[fold == k]}
+            for k in range(int(fold.max()) + 1)]
 
 
 def split_text(arrays: dict[str, np.ndarray]) -> str:

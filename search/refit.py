@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from visionsweep.datasets.split import labelled
 from visionsweep.search import storage as st
 from visionsweep.trainables.ray_train import read_result
 from visionsweep.datasets.console import say
@@ -154,9 +155,8 @@ def noise_summary(record: dict, board, metric: str) -> str:
 def refit_arrays(arrays: dict) -> dict:
     """Every labelled image trains. The loop still wants a 'valid' set: the original one is passed, so its
     metrics are computed on images the model trained on (not held-out; logged and recorded as such)."""
-    return {"x_train": np.concatenate([arrays["x_train"], arrays["x_valid"]]),
-            "y_train": np.concatenate([arrays["y_train"], arrays["y_valid"]]),
-            "x_valid": arrays["x_valid"], "y_valid": arrays["y_valid"]}
+    x, y = labelled(arrays)
+    return {"x_train": x, "y_train": y, "x_valid": arrays["x_valid"], "y_valid": arrays["y_valid"]}
 
 
 def read_record(sweep: str, name: str) -> dict:

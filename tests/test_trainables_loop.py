@@ -169,7 +169,7 @@ def test_batches_gather_rows_by_index_and_the_staging_copy_matches_plain_indexin
 def test_k_fold_cross_validation_trains_the_folds_side_by_side_and_resumes(tmp_path):
     """--folds: K models, each validated on its own fold; the reported epoch is their mean; a checkpoint holds
     every fold (fold-k/) and resumes all of them."""
-    from visionsweep.datasets.split import fold_arrays, stratified_folds
+    from visionsweep.datasets.split import fold_splits, stratified_folds
     from visionsweep.trainables.checkpoint import member_dirs
 
     arrays, info = digits_arrays(classes=(0, 1, 2), size=16, per_class=40)
@@ -187,8 +187,7 @@ def test_k_fold_cross_validation_trains_the_folds_side_by_side_and_resumes(tmp_p
     assert history[-1]["accuracy"] == pytest.approx(np.mean(per_fold))
     assert len({round(a, 6) for a in per_fold}) > 1  # three different models, three different held-out sets
     # each fold validated on its own images, none it trained on
-    for k in range(3):
-        part = fold_arrays(arrays, fold, k)
+    for part in fold_splits(arrays, fold):
         assert len(part["y_valid"]) == 40 and len(part["y_train"]) == 80
     # a crash after epoch 1 resumes every fold and ends where the straight run ended
     _run(cfg, with_folds, info, tmp_path / "b", stop_after=1)

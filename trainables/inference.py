@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from visionsweep.datasets.split import labelled
 from visionsweep.trainables.checkpoint import CheckpointMeta, load_weights_into, member_dirs, read_meta
 from visionsweep.trainables.loop import Batches, Runner, Task
 from visionsweep.trainables.model import create_model
@@ -56,8 +57,7 @@ def held_out_probs(directory: str | Path, arrays: dict[str, np.ndarray], device:
     if meta.folds == 1:
         model, meta, task = load_for_inference(directory, device)
         return predict_probs(model, task, arrays["x_valid"], device=device, tta=False), arrays["y_valid"], meta, task
-    x = np.concatenate([arrays["x_train"], arrays["x_valid"]])
-    y = np.concatenate([arrays["y_train"], arrays["y_valid"]])
+    x, y = labelled(arrays)
     probs = np.zeros((len(y), len(meta.classes)))
     for k, member in enumerate(member_dirs(directory)):
         model, _, task = load_for_inference(member, device)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -290,75 +290,76 @@ def fit_members(members: list[Member], *, cfg: TrainConfig, task: Task, device: 
     metrics are the members' mean, the K-fold score ASHA compares. With K > 1, `save(dir)` writes member k to
     dir/fold-k and the mean history to dir itself (write_checkpoint(..., model=None, folds=K))."""
     dist = Dist()
-    k_folds = len(members)
-    runs = []
-    for k, m in enumerate(members):
-        opt = make_optimizer(m.model, cfg)
-        run = {"member": m, "runner": Runner(m.model, task, device, label_smoothing=cfg.label_smoothing),
-               "opt": opt, "steps": steps_per_epoch(len(m.train), dist.world, cfg.batch_size),
-               "seed": cfg.seed + 1000 * k, "history": [], "step_losses": []}
-        if m.resume is not None:
-            opt.load_state_dict(m.resume.optimizer)
-            run["history"], run["step_losses"] = list(m.resume.history), list(m.resume.step_losses)
-        runs.append(run)
+    runs = [_MemberRun(m, Runner(m.model, task, device, label_smoothing=cfg.label_smoothing), make_optimizer(m.model, cfg),
+                       steps=steps_per_epoch(len(m.train), dist.world, cfg.batch_size), seed=cfg.seed + 1000 * k)
+            for k, m in enumerate(members)]
     resumed = members[0].resume
-    start_epoch = resumed.epoch + 1 if resumed is not None else 1
     if resumed is not None:
+        for run in runs:
+            run.opt.load_state_dict(run.member.resume.optimizer)
+            run.history, run.step_losses = list(run.member.resume.history), list(run.member.resume.step_losses)
         log(f"resumed after epoch {resumed.epoch} of {cfg.total_epochs}")
-    history: list[dict] = list(resumed.history) if resumed is not None and k_folds == 1 else []
-    if k_folds > 1 and resumed is not None:
-        history = [_mean_row([r["history"][e] for r in runs]) for e in range(resumed.epoch)]
+    start_epoch = resumed.epoch + 1 if resumed is not None else 1
+    history = [_mean_row([r.history[e] for r in runs]) for e in range(start_epoch - 1)]
     if dist.rank == 0 and start_epoch == 1:
         log(format_header(task, smoothing=cfg.label_smoothing > 0))
     for epoch in range(start_epoch, cfg.total_epochs + 1):
         t0 = time.perf_counter()
-        rows = []
         for run in runs:
-            metrics = _train_epoch(run, epoch, cfg=cfg, device=device, dist=dist)
-            run["history"].append(metrics)
-            rows.append(metrics)
-        metrics = {**_mean_row(rows), "time_s": time.perf_counter() - t0}
+            run.history.append(_train_epoch(run, epoch, cfg=cfg, device=device, dist=dist))
+        metrics = {**_mean_row([r.history[-1] for r in runs]), "time_s": time.perf_counter() - t0}
         history.append(metrics)
         if dist.rank == 0:
             log(format_row(metrics, task, smoothing=cfg.label_smoothing > 0))
 
         def save(path: str, _epoch=epoch) -> None:
-            if k_folds == 1:
-                run = runs[0]
-                write_checkpoint(path, model=unwrap(run["member"].model), optimizer=run["opt"], epoch=_epoch,
-                                 history=history, step_losses=run["step_losses"])
+            if len(runs) == 1:
+                write_checkpoint(path, model=unwrap(runs[0].member.model), optimizer=runs[0].opt, epoch=_epoch,
+                                 history=history, step_losses=runs[0].step_losses)
                 return
             for k, run in enumerate(runs):
-                write_checkpoint(str(Path(path) / f"fold-{k}"), model=unwrap(run["member"].model),
-                                 optimizer=run["opt"], epoch=_epoch, history=run["history"],
-                                 step_losses=run["step_losses"])
-            steps = min(len(r["step_losses"]) for r in runs)
+                write_checkpoint(str(Path(path) / f"fold-{k}"), model=unwrap(run.member.model), optimizer=run.opt,
+                                 epoch=_epoch, history=run.history, step_losses=run.step_losses)
+            steps = min(len(r.step_losses) for r in runs)
             write_checkpoint(path, model=None, optimizer=None, epoch=_epoch, history=history,
-                             step_losses=np.mean([r["step_losses"][:steps] for r in runs], axis=0).tolist(),
-                             folds=k_folds)
+                             step_losses=np.mean([r.step_losses[:steps] for r in runs], axis=0).tolist(),
+                             folds=len(runs))
 
         report(epoch, metrics, save if dist.rank == 0 else None)
     return history
 
 
-def _train_epoch(run: dict, epoch: int, *, cfg: TrainConfig, device: torch.device, dist: Dist) -> dict:
+@dataclass
+class _MemberRun:
+    """A member while fit_members trains it: its runner, optimizer, steps per epoch, seed and record so far."""
+
+    member: Member
+    runner: Runner
+    opt: torch.optim.Optimizer
+    steps: int
+    seed: int
+    history: list[dict] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+
+
+def _train_epoch(run: _MemberRun, epoch: int, *, cfg: TrainConfig, device: torch.device, dist: Dist) -> dict:
     """One member's epoch: the one-cycle steps over its training images, then its whole validation set."""
     t0 = time.perf_counter()
-    member, runner, opt, steps, seed = run["member"], run["runner"], run["opt"], run["steps"], run["seed"]
+    member, steps, seed = run.member, run.steps, run.seed
     member.model.train()
     idx = train_shard(len(member.train), rank=dist.rank, world=dist.world, seed=seed, epoch=epoch)
     gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch * 1009 + dist.rank)
     losses = torch.zeros(steps, device=device)
     for b in range(steps):
         head_lr, body_lr, beta1 = schedule_at((epoch - 1) * steps + b, cfg=cfg, steps=steps)
-        _set_hyper(opt, head_lr, body_lr, beta1)
+        _set_hyper(run.opt, head_lr, body_lr, beta1)
         xb, yb = member.train.get(idx[b * cfg.batch_size:(b + 1) * cfg.batch_size])
-        losses[b] = runner.step(opt, xb, yb, strength=cfg.aug, gen=gen)  # no .item(): no host sync per step
+        losses[b] = run.runner.step(run.opt, xb, yb, strength=cfg.aug, gen=gen)  # no .item(): no host sync per step
     train_loss = dist.mean(losses.mean()).item()
     if not np.isfinite(train_loss):
         raise FloatingPointError(f"training loss is {train_loss} in epoch {epoch}; lower --max-lr")
-    metrics = evaluate(runner, member.valid, dist, batch_size=max(cfg.batch_size, 128))
-    run["step_losses"] += losses.cpu().tolist()
+    metrics = evaluate(run.runner, member.valid, dist, batch_size=max(cfg.batch_size, 128))
+    run.step_losses += losses.cpu().tolist()
     return {"epoch": epoch, "train_loss": train_loss, **metrics, "time_s": time.perf_counter() - t0, "lr": head_lr}
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from visionsweep.trainables.checkpoint import (CheckpointMeta, load_weights_into, read_meta, read_train_state,
                                                write_checkpoint)
 from visionsweep.trainables.config import TrainConfig, resolve_metric
-from visionsweep.datasets.split import fold_arrays
+from visionsweep.datasets.split import fold_splits
 from visionsweep.trainables.loop import Batches, Member, ReportFn, ResumeState, Runner, Task, fit_members
 from visionsweep.trainables.model import create_model, data_config
 from visionsweep.trainables.provenance import provenance
@@ -78,11 +78,10 @@ def run_worker(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], 
     `arrays["fold"]` (a fold index per labelled image, train then valid): a K-fold cross-validation, K models
     trained side by side (fit_members)."""
     if "fold" in arrays:
-        folds = int(arrays["fold"].max()) + 1
-        parts = [fold_arrays(arrays, arrays["fold"], k) for k in range(folds)]
-        dirs = [Path(resume_dir) / f"fold-{k}" if resume_dir is not None else None for k in range(folds)]
+        parts = fold_splits(arrays, arrays["fold"])
+        dirs = [Path(resume_dir) / f"fold-{k}" if resume_dir is not None else None for k in range(len(parts))]
     else:
-        folds, parts, dirs = 1, [arrays], [resume_dir]
+        parts, dirs = [arrays], [resume_dir]
     members, source, task = [], "", None
     for part, member_dir in zip(parts, dirs):  # the weights line once, not once per fold
         model, task, source, resume = build_model(cfg, info, device=device, resume_dir=member_dir,
