@@ -19,8 +19,8 @@ FIELDS = "_config_fields"  # the parser default that lists a subcommand's field 
 
 @dataclass(frozen=True)
 class Flag:
-    """How one dataclass field appears on the command line. `help` states what the flag does; the default is
-    appended from the dataclass unless the help already explains it (`default_in_help=False`)."""
+    """How one dataclass field appears on the command line. `help` states what the flag does; "(default ...)"
+    is appended from the dataclass when the field has a default to show."""
 
     field: str
     help: str
@@ -28,7 +28,6 @@ class Flag:
     flag: str | None = None          # when not --<field-with-dashes> (e.g. --keep for keep_all)
     negate: bool = False             # a bool field defaulting to True: --no-<field> stores False
     metavar: str | None = None
-    default_in_help: bool = True
 
 
 def _base_type(hint):
@@ -59,7 +58,7 @@ def add_fields(group, cls, flags: typing.Iterable[Flag]) -> list[str]:
         name = spec.flag or ("--no-" if spec.negate else "--") + spec.field.replace("_", "-")
         default = field.default if field.default is not dataclasses.MISSING else None
         help_text = spec.help
-        if spec.default_in_help and default not in (None, (), "") and hint is not bool:
+        if default not in (None, (), "") and hint is not bool:
             help_text += f" (default {_show(default)})"
         kwargs: dict = dict(dest=spec.field, help=help_text, default=None)
         if hint is bool:
