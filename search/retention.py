@@ -26,10 +26,9 @@ def prune_unregistered_checkpoints(train_runs: str) -> int:
         return 0
     removed = 0
     for run in Path(train_runs).iterdir():
-        snapshot = run / "checkpoint_manager_snapshot.json"
-        if not snapshot.is_file():
+        state = train_snapshot(run)
+        if state is None:
             continue
-        state = json.loads(snapshot.read_text())
         keep = {r["checkpoint_dir_name"] for r in state.get("checkpoint_results", [])}
         if state.get("latest_checkpoint_result"):
             keep.add(state["latest_checkpoint_result"]["checkpoint_dir_name"])
@@ -40,7 +39,8 @@ def prune_unregistered_checkpoints(train_runs: str) -> int:
     return removed
 
 
-def _snapshot(run: Path) -> dict | None:
+def train_snapshot(run: Path) -> dict | None:
+    """Train's own record of a run's checkpoints (checkpoint_manager_snapshot.json), or None before the first."""
     path = run / "checkpoint_manager_snapshot.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -64,7 +64,7 @@ def retain(train_runs: str, board: pd.DataFrame, *, metric: str, mode: str, top_
     ranked = board[board["status"] != "error"].head(top_k)["trial_id"].astype(str).tolist()
     for row in board.itertuples():
         run = Path(train_runs) / f"train-{row.trial_id}"
-        state = _snapshot(run) if row.status != UNFINISHED else None
+        state = train_snapshot(run) if row.status != UNFINISHED else None
         if state is None:
             continue
         best = _best_dir(state, metric, mode)
@@ -97,7 +97,7 @@ def retain_refits(refit_runs: str) -> int:
         return 0
     freed = 0
     for run in Path(refit_runs).iterdir():
-        state = _snapshot(run)
+        state = train_snapshot(run)
         latest = (state or {}).get("latest_checkpoint_result")
         total = None
         config = run.parent.parent / REFIT_RECORD

@@ -106,8 +106,9 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
 def resume_point(train_run: Path, total_epochs: int) -> str:
     """What --resume continues from: Train's record of the run's latest checkpoint. Train registers a checkpoint
     a moment after its epoch ends (it polls every ~2 s), so a Ctrl-C right after an epoch can leave none."""
-    snapshot = train_run / "checkpoint_manager_snapshot.json"
-    latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result") if snapshot.is_file() else None
+    from visionsweep.search.retention import train_snapshot
+
+    latest = (train_snapshot(train_run) or {}).get("latest_checkpoint_result")
     if not latest:
         return ("resume: no checkpoint was recorded before the run stopped, so it starts again at epoch 1 of "
                 f"{total_epochs}")
