@@ -74,3 +74,49 @@ def test_with_label_smoothing_log_loss_stays_the_comparable_score():
     probs = logits.float().double().softmax(1).numpy()  # the metrics read float32 logits
     assert smooth["log_loss"] == pytest.approx(log_loss(labels.numpy(), probs), rel=1e-9) == plain["log_loss"]
     assert smooth["valid_loss"] != pytest.approx(plain["valid_loss"], rel=1e-3)  # what was optimised differs
+
+
+def _multiclass(seed, n, classes, skill):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    logits = rng.normal(size=(n, classes)) + skill * np.eye(classes)[labels]
+    return torch.from_numpy(logits), torch.from_numpy(labels)
+
+
+@pytest.mark.parametrize("seed,n,classes,skill", [(0, 300, 5, 1.5), (1, 40, 3, 0.5), (2, 200, 10, 3.0),
+                                                  (3, 12, 4, 0.0), (4, 500, 2, 1.0)])
+def test_f1_mcc_and_quadratic_kappa_match_sklearn(seed, n, classes, skill):
+    from sklearn.metrics import cohen_kappa_score, f1_score, matthews_corrcoef
+
+    logits, labels = _multiclass(seed, n, classes, skill)
+    m = classification_metrics(logits, labels, positive_index=None)
+    y, pred = labels.numpy(), logits.float().double().softmax(1).argmax(1).numpy()
+    assert m["f1_macro"] == pytest.approx(f1_score(y, pred, average="macro", zero_division=0), abs=1e-12)
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(y, pred), abs=1e-12)
+    assert m["kappa_quadratic"] == pytest.approx(cohen_kappa_score(y, pred, weights="quadratic"), abs=1e-12)
+
+
+def test_metrics_on_a_class_never_predicted_and_a_single_predicted_class_match_sklearn():
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    labels = torch.tensor([0, 0, 1, 2, 2, 2])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 0, 2, 2, 0]), 3).double() * 5  # class 1 never predicted
+    m = classification_metrics(logits, labels, positive_index=None)
+    pred = [0, 0, 0, 2, 2, 0]
+    assert m["f1_macro"] == pytest.approx(f1_score(labels.numpy(), pred, average="macro", zero_division=0), abs=1e-12)
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(labels.numpy(), pred), abs=1e-12)
+    one = classification_metrics(torch.zeros(4, 3), torch.tensor([0, 1, 2, 1]), positive_index=None)
+    assert one["mcc"] == 0.0 == matthews_corrcoef([0, 1, 2, 1], [0, 0, 0, 0])  # all predicted as one class
+    both = classification_metrics(torch.zeros(3, 2), torch.tensor([0, 0, 0]), positive_index=None)
+    assert both["kappa_quadratic"] == 0.0 and both["f1_macro"] == 1.0  # one class on both sides
+
+
+def test_importing_the_metrics_loads_neither_sklearn_nor_scipy():
+    import subprocess
+    import sys
+
+    # Every trial driver, Train controller and worker imports these: scikit-learn and scipy cost ~1 s there.
+    code = ("import sys, visionsweep.trainables.ray_train, visionsweep.search.sweep; "
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
