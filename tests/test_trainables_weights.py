@@ -153,3 +153,55 @@ def test_timm_named_weights_load_through_timms_own_loader_ema_first(tmp_path):
     # A file timm cannot place strictly (another library's names) is never "loaded" with nothing placed.
     model, source = create_model("tf_efficientnet_lite0", 2, pretrained=True, weights=_lite0_file(), log=logs.append)
     assert "by position" in source
+
+
+def test_a_new_head_starts_at_zero_so_every_class_is_equally_likely_whatever_the_features():
+    """timm's EfficientNet init draws a 3-class head from U(+-0.58): pretrained lite0's valid loss was 12.5 and its
+    head-only epoch at chance. A new head is zero; a head that came with the weights is kept."""
+    from skimage.data import chelsea
+
+    img = torch.from_numpy(np.ascontiguousarray(chelsea()))[None]
+    for kwargs in (dict(pretrained=True, weights=_lite0_file()), dict(pretrained=False)):
+        model, _ = create_model("tf_efficientnet_lite0", 3, log=lambda m: None, **kwargs)
+        head = model.get_classifier()
+        assert not head.weight.any() and not head.bias.any()
+        prep = data_config(model, 64)
+        with torch.no_grad():
+            probs = model.eval()(prepare(img, size=64, mean=prep["mean"], std=prep["std"])).softmax(1)
+        assert torch.allclose(probs, torch.full((1, 3), 1 / 3)), probs
+    assert model.conv_stem.weight.any()  # the body is not zeroed
+    kept, _ = create_model("tf_efficientnet_lite0", 1000, pretrained=True, weights=_lite0_file(), log=lambda m: None)
+    ref = torch.load(_lite0_file(), map_location="cpu", weights_only=True)
+    assert torch.equal(kept.get_classifier().weight, ref["_fc.weight"])  # ImageNet's own head, from the file
+
+
+def test_a_zero_head_lets_a_pretrained_body_learn_in_its_first_head_only_steps():
+    """Five frozen-body steps (what a 3-class set of a few hundred patches gets in fastai's head-only epoch) on
+    scikit-image photos: patches of a cat and of coffee are told apart on held-out patches."""
+    from skimage.data import chelsea, coffee
+
+    from visionsweep.trainables.config import TrainConfig
+    from visionsweep.trainables.worker import DataInfo, run_worker
+
+    rng = np.random.default_rng(0)
+
+    def patches(photo, n, rows):
+        out = []
+        for _ in range(n):
+            r, c = rng.integers(rows[0], rows[1] - 96), rng.integers(0, photo.shape[1] - 96)
+            out.append(np.asarray(torch.nn.functional.interpolate(
+                torch.from_numpy(photo[r:r + 96, c:c + 96]).permute(2, 0, 1)[None].float(), size=64,
+                mode="area")[0].permute(1, 2, 0).round().byte()))
+        return np.stack(out)
+
+    cat, cup = chelsea(), coffee()
+    x_train = np.concatenate([patches(cat, 64, (0, 200)), patches(cup, 64, (0, 250))])  # top: train, bottom: valid
+    x_valid = np.concatenate([patches(cat, 32, (200, cat.shape[0])), patches(cup, 32, (250, cup.shape[0]))])
+    y_train, y_valid = np.repeat([0, 1], 64), np.repeat([0, 1], 32)
+    cfg = TrainConfig(backbone="tf_efficientnet_lite0", weights=str(_lite0_file()), freeze_epochs=1, epochs=1,
+                      max_lr=1e-3, batch_size=24, image_size=64, aug=0.0, seed=0, metric="accuracy")
+    hist = run_worker(cfg, DataInfo(classes=["cat", "coffee"], positive_class=None, vertical_flip=False),
+                      dict(x_train=x_train, y_train=y_train, x_valid=x_valid, y_valid=y_valid),
+                      device=torch.device("cpu"), prepare_model=lambda m: m, report=lambda *a: None,
+                      log=lambda m: None)
+    assert hist[0]["accuracy"] >= 0.85 and hist[0]["valid_loss"] < 0.6, hist[0]  # after the head-only epoch

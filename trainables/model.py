@@ -115,28 +115,58 @@ def pretrained_available(backbone: str, *, weights: str | None = None, online: b
 def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: str | None = None,
                  log=say) -> tuple[nn.Module, str]:
     """(model, where its weights came from). Pretrained weights: `weights` file, else the hub's local cache,
-    else the hub when reachable, else a loud warning and random init (the offline case)."""
+    else the hub when reachable, else a loud warning and random init (the offline case). A classifier that did
+    not come with the weights starts at zero (zero_head)."""
+    model, source, new_head = _build(backbone, num_classes, pretrained=pretrained, weights=weights, log=log)
+    if new_head:
+        zero_head(model)
+    return model, source
+
+
+def zero_head(model: nn.Module) -> None:
+    """A new classifier starts at zero: every class equally likely, whatever the scale of the features, and the
+    body's first gradients wait until the head has learnt something (BiT's head init). timm's own init for
+    EfficientNets draws U(+-1/sqrt(classes)), meant for 1000 classes: on 3 classes it gave pretrained lite0 valid
+    logits of about +-12 (loss 12.5, chance accuracy after its head-only epoch, where a zero head reached 0.82, and
+    1.00 instead of 0.56 at the end); measured in the closing note of this change."""
+    heads = model.get_classifier()
+    with torch.no_grad():
+        for head in heads if isinstance(heads, (tuple, list)) else (heads,):
+            for p in head.parameters():
+                p.zero_()
+
+
+def _build(backbone: str, num_classes: int, *, pretrained: bool, weights: str | None,
+           log) -> tuple[nn.Module, str, bool]:
+    """(model, source, whether its classifier is new)."""
     import timm
 
     check_backbone(backbone)
     if weights is not None:
         path = Path(weights)
         state = read_state_dict(path)  # a clear error for a missing file, a pickle or a file that holds no tensors
-        model = timm_file_model(backbone, num_classes, path, log=log)
-        if model is not None:
-            return model
+        made = timm_file_model(backbone, num_classes, path, log=log)
+        if made is not None:
+            return made
         model = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
-        return model, load_weights(model, path, log=log, state=state)
+        return (model, *load_weights(model, path, log=log, state=state))
     if not pretrained:
-        return timm.create_model(backbone, pretrained=False, num_classes=num_classes), "random init (--no-pretrained)"
+        return (timm.create_model(backbone, pretrained=False, num_classes=num_classes),
+                "random init (--no-pretrained)", True)
+
+    def hub(source: str):
+        model = timm.create_model(backbone, pretrained=True, num_classes=num_classes)
+        # timm drops the checkpoint's classifier when the class count differs from the one it was trained on
+        return model, source, num_classes != (model.pretrained_cfg.get("num_classes") or 1000)
+
     try:
         with _hub_offline():  # the local cache first: no network round trips, no 45 s of retries offline
-            return timm.create_model(backbone, pretrained=True, num_classes=num_classes), "pretrained (hub cache)"
+            return hub("pretrained (hub cache)")
     except Exception:
         pass
     if hub_reachable():
         try:
-            return timm.create_model(backbone, pretrained=True, num_classes=num_classes), "pretrained (hub)"
+            return hub("pretrained (hub)")
         except Exception as err:  # e.g. a model that has no pretrained weights
             reason = f"{type(err).__name__}: {err}"
     else:
@@ -145,11 +175,12 @@ def create_model(backbone: str, num_classes: int, *, pretrained: bool, weights: 
            f"more data and epochs. Pass --weights FILE, or run once with internet to fill the hub cache.")
     warnings.warn(msg, stacklevel=2)
     log("!" * 100 + "\n" + msg + "\n" + "!" * 100)
-    return timm.create_model(backbone, pretrained=False, num_classes=num_classes), "random init (offline)"
+    return timm.create_model(backbone, pretrained=False, num_classes=num_classes), "random init (offline)", True
 
 
-def timm_file_model(backbone: str, num_classes: int, path: Path, *, log=say) -> tuple[nn.Module, str] | None:
-    """(model, source) through timm's own pretrained-file path, or None when timm cannot place every tensor of the
+def timm_file_model(backbone: str, num_classes: int, path: Path, *,
+                    log=say) -> tuple[nn.Module, str, bool] | None:
+    """(model, source, new head?) through timm's own pretrained-file path, or None when timm cannot place every tensor of the
     file (key names of another library: load_weights maps those by position). timm's loader takes the EMA weights
     when the file has them, strips DDP's "module." prefixes and applies the architecture's checkpoint filter.
 
@@ -174,7 +205,7 @@ def timm_file_model(backbone: str, num_classes: int, path: Path, *, log=say) -> 
         how = "new head: " + ", ".join(k for k in model.state_dict() if is_head_key(k, head_prefix(model)))
     msg = f"loaded {path.name} through timm's pretrained-file loader (timm key names); {how}"
     log(msg)
-    return model, msg
+    return model, msg, classes != num_classes
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -197,8 +228,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_weights(model: nn.Module, path: Path, *, log=say, state: dict[str, torch.Tensor] | None = None) -> str:
-    """Load a file's body tensors strictly; the head stays new unless its shape already fits.
+def load_weights(model: nn.Module, path: Path, *, log=say,
+                 state: dict[str, torch.Tensor] | None = None) -> tuple[str, bool]:
+    """Load a file's body tensors strictly; the head stays new unless its shape already fits. Returns the log line
+    and whether the head is new.
 
     Keys are matched by name; when the names differ but the tensors correspond one to one in order and
     shape (e.g. the efficientnet-lite0 package's file on timm's tf_efficientnet_lite0), they are mapped
@@ -237,4 +270,4 @@ def load_weights(model: nn.Module, path: Path, *, log=say, state: dict[str, torc
     model.load_state_dict(new_state, strict=False)
     msg = f"loaded {len(new_state)} tensors from {path.name} {how}; new head: {', '.join(kept_new_head) or 'none'}"
     log(msg)
-    return msg
+    return msg, any(k not in new_state for k in head)
