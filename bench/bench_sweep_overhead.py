@@ -1,9 +1,15 @@
-"""Per-trial overhead of a sweep: (sweep wall time - time inside training epochs) / trials.
+"""Per-trial overhead of a sweep: (sweep wall time - time inside training epochs / trials at once) / trials.
 
 8 trials x 1 epoch of test_resnet on 16 px digits, so nearly all of a trial's time is start-up: the Tune
 trial actor, the Train controller, the worker processes (Python + torch imports), process-group setup and
 model build. Baseline in the same run: the same sweep's epochs alone (the sum of the trials' epoch times).
-Run: .venv/bin/python bench/bench_sweep_overhead.py [--trials 8] [--concurrent 1]
+Two sweeps, one trial training at a time in each:
+  capped   --max-concurrent 1: Tune starts a trial only when the previous one has ended (the whole start-up of
+           every trial is paid in turn; what this bench measured before the start-ahead trial existed);
+  ahead    each trial's worker takes every CPU, so the cluster's resources allow one trial at a time, as one GPU
+           does for one-GPU trials: the sweep starts one more trial ahead (search.sweep.in_flight), whose driver
+           and Train controller start up while the other trains.
+Run: .venv/bin/python bench/bench_sweep_overhead.py [--trials 8] [--modes capped,ahead]
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=8)
-    ap.add_argument("--concurrent", type=int, default=1, help="trials at once (1: overhead is not overlapped)")
-    ap.add_argument("--reuse-actors", action="store_true", help="Tune reuses trial actor processes")
+    ap.add_argument("--modes", default="capped,ahead", help="comma-separated: capped, ahead (see above)")
     args = ap.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or set(modes) - {"capped", "ahead"}:
+        ap.error(f"--modes takes capped and/or ahead, got {args.modes!r}")
 
     import ray
     from ray import tune
@@ -39,30 +47,37 @@ def main() -> None:
     prov = provenance()
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     print(f"# bench_sweep_overhead: {os.cpu_count()} x {cpu}; torch {prov['versions']['torch']}, ray "
-          f"{prov['versions']['ray']}; git {prov['git_revision'][:12]}; {args.trials} trials x 1 epoch, "
-          f"{args.concurrent} at a time; 1 sweep")
+          f"{prov['versions']['ray']}; git {prov['git_revision'][:12]}; {args.trials} trials x 1 epoch, one "
+          f"training at a time; modes {', '.join(modes)}; 1 sweep each")
     tmp = Path(tempfile.mkdtemp(prefix="vs-overhead-"))
     root = digits_csv_folder(tmp / "c" / "data")
     spec = spec_from_dict({"root": root})
     data = load_dataset(spec, log=lambda m: None)
     t = time.perf_counter()
-    ensure_ray(log=lambda m: None)
+    session = ensure_ray(log=lambda m: None)
     init_s = time.perf_counter() - t
-    sc = SearchConfig(name="overhead", storage=str(tmp / "sweeps"), trials=args.trials, epochs=1,
-                      backbones=("test_resnet",), max_concurrent=args.concurrent, gpus_per_trial=0,
-                      train={"image_size": 16, "batch_size": 32, "pretrained": False},
-                      refit=0)  # the refit after the search is one more Train run, not per-trial overhead
-    t = time.perf_counter()
-    run_sweep(data=data, sc=sc, spec=spec, log=lambda m: None)
-    wall = time.perf_counter() - t
-    grid = tune.ResultGrid(tune.ExperimentAnalysis(str(tmp / "sweeps" / "overhead")))
-    inside = sum(float(r.metrics_dataframe["time_s"].sum()) for r in grid)
-    overhead = (wall - inside / args.concurrent) / args.trials
-    print(f"ray.init (dashboard):            {init_s:6.1f} s")
-    print(f"sweep wall time:                 {wall:6.1f} s")
-    print(f"time inside epochs (all trials): {inside:6.1f} s")
-    print(f"per-trial overhead:              {overhead:6.1f} s   (goal <= 10 s on 2 cores)")
-    print(f"epoch time / trial wall time:    {inside / args.concurrent / wall:6.3f}   (share of the sweep spent training)")
+    cpus = session.resources.get("CPU", 1.0)
+    print(f"ray.init (dashboard): {init_s:.1f} s; the cluster has {cpus:g} CPUs")
+    rows = {}
+    for mode in modes:
+        options = (dict(max_concurrent=1) if mode == "capped" else dict(cpus_per_worker=cpus))
+        sc = SearchConfig(name=f"overhead-{mode}", storage=str(tmp / "sweeps"), trials=args.trials, epochs=1,
+                          backbones=("test_resnet",), gpus_per_trial=0,
+                          train={"image_size": 16, "batch_size": 32, "pretrained": False},
+                          refit=0,  # the refit after the search is one more Train run, not per-trial overhead
+                          **options)
+        t = time.perf_counter()
+        run_sweep(data=data, sc=sc, spec=spec, log=lambda m: None)
+        wall = time.perf_counter() - t
+        grid = tune.ResultGrid(tune.ExperimentAnalysis(str(tmp / "sweeps" / sc.name)))
+        inside = sum(float(r.metrics_dataframe["time_s"].sum()) for r in grid)
+        rows[mode] = (wall, inside, (wall - inside) / args.trials)  # one training at a time: epochs add up
+    print(f"{'mode':8s} {'sweep wall s':>12s} {'inside epochs s':>15s} {'per-trial overhead s':>21s}  (goal <= 10 s)")
+    for mode, (wall, inside, overhead) in rows.items():
+        print(f"{mode:8s} {wall:12.1f} {inside:15.1f} {overhead:21.1f}")
+    if len(rows) == 2:
+        print(f"ratio ahead / capped per-trial overhead: {rows['ahead'][2] / rows['capped'][2]:.2f}")
+    session.close()
     ray.shutdown()
 
 

@@ -19,6 +19,10 @@ with ensure_ray(num_cpus=1, log=print) as session:
     assert session.dashboard_url.startswith("127.0.0.1:"), session.dashboard_url
     assert os.environ["RAY_API_SERVER_ADDRESS"] == "http://" + session.dashboard_url
     assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
+    assert session.local  # this machine alone: a sweep may start a trial ahead of its free slots
+    with ensure_ray(log=print) as inner:  # a later call in the same process (a notebook, a benchmark) joins it
+        assert not inner.owned and inner.local, inner
+    assert ray.is_initialized()
 assert not ray.is_initialized()
 assert "RAY_API_SERVER_ADDRESS" not in os.environ
 assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "user's"
@@ -41,6 +45,7 @@ def test_a_session_that_found_ray_running_leaves_it_running(ray_cluster):
     before = dict(os.environ)
     with ensure_ray(log=print) as session:
         assert not session.owned and session.resources.get("CPU", 0) >= 1
+        assert not session.local  # a `ray start` cluster joined by address: it may autoscale
         assert os.environ["VISIONSWEEP_TEST_DASHBOARD"].endswith(session.dashboard_url)
     assert ray.is_initialized() and ray.cluster_resources() and dict(os.environ) == before
 

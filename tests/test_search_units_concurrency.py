@@ -65,3 +65,19 @@ def test_asking_for_gpus_on_a_cpu_cluster_says_the_cluster_has_none():
 ])
 def test_fractions_of_a_device_count_as_ray_counts_them(resources, options, expected):
     assert _n(resources, **options) == expected
+
+
+@pytest.mark.parametrize("options, local, limit, expected", [
+    ({}, True, 2, 3),                            # a local cluster: one trial starts ahead of the free slots
+    ({}, False, 2, 2),                           # a cluster: its waiting workers would make an autoscaler grow it
+    ({"start_ahead": True}, False, 2, 3),        # a fixed-size cluster, said so in the YAML
+    ({"start_ahead": False}, True, 2, 2),
+    ({"max_concurrent": 1}, True, 1, 1),         # the user's cap: a started trial would train beside the others
+    ({"start_ahead": True, "max_concurrent": 2}, False, 2, 2),
+    ({"trials": 2}, True, 2, 2),                 # every trial fits: nothing to start ahead
+])
+def test_trials_started_ahead_of_the_free_slots(options, local, limit, expected):
+    from visionsweep.search.sweep import in_flight
+
+    sc = SearchConfig(name="s", **{"trials": 20, **options})
+    assert in_flight(sc, limit, local=local) == expected

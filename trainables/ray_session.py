@@ -12,10 +12,15 @@ from visionsweep.trainables.config import TrainConfig
 from visionsweep.datasets.console import say
 
 TRIAL_RESOURCE = "visionsweep_trial"  # sweeps: trial drivers take this, never a CPU a worker needs
-WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}  # Train run state for the dashboard (read where fit() runs)
+# Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (default 2 s) and only then sees a
+# report, or that the run ended: up to 2 s of latency per epoch and per trial; a poll is one cheap actor call.
+WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 # A cluster visionsweep starts on this machine: no spot nodes to watch. Train's preemption watcher is one more
-# actor per run (about 1 s of each trial's start on 2 cores); clusters keep it.
-LOCAL_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+# actor per run (about 1 s of each trial's start on 2 cores); clusters keep it. A sweep starts one trial ahead of
+# its free slots (search.sweep.in_flight): that trial's workers wait for a slot as long as a running trial trains,
+# so not Train's 60 s before it tears the pending group down and asks again (visionsweep sizes every run to this
+# cluster, so a request that can never be met is refused before it is made).
+LOCAL_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "86400"}
 
 
 def verbose() -> bool:
@@ -33,6 +38,7 @@ class RaySession:
     resources: dict
     dashboard_url: str | None  # as Ray gives it (host:port); None when Ray does not say
     owned: bool
+    local: bool = False  # a private cluster this session started on this machine: it cannot grow (no autoscaler)
     _env_before: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def close(self) -> None:
@@ -63,7 +69,7 @@ def ensure_ray(*, num_cpus: int | None = None, log=say, log_to_driver: bool = Tr
     import ray
 
     if ray.is_initialized():
-        return RaySession(ray.cluster_resources(), _running_dashboard_url(), owned=False)
+        return RaySession(ray.cluster_resources(), _running_dashboard_url(), owned=False, local=_started_here())
     worker_env = {**WORKER_ENV, **({"VISIONSWEEP_VERBOSE": "1"} if verbose() else {})}
     common = dict(log_to_driver=log_to_driver or verbose(), logging_level="WARNING",
                   runtime_env={"env_vars": worker_env})
@@ -89,7 +95,8 @@ def ensure_ray(*, num_cpus: int | None = None, log=say, log_to_driver: bool = Tr
                     raise
                 ray.shutdown()
         tighten_token_file(log=log)
-    return RaySession(ray.cluster_resources(), ctx.dashboard_url or None, owned=True, _env_before=env_before)
+    return RaySession(ray.cluster_resources(), ctx.dashboard_url or None, owned=True,
+                      local=not os.environ.get("RAY_ADDRESS"), _env_before=env_before)
 
 
 def _running_dashboard_url() -> str | None:
@@ -100,6 +107,17 @@ def _running_dashboard_url() -> str | None:
         return worker.global_worker.node.webui_url or services.get_webui_url_from_internal_kv() or None
     except Exception:  # private API: a later Ray may move it; the console then points at `ray dashboard`
         return None
+
+
+def _started_here() -> bool:
+    """Whether the Ray this process joined is a cluster it started itself (`ray.init()` without an address, e.g. a
+    notebook's, or an earlier ensure_ray): then it is this machine alone, with no autoscaler."""
+    try:
+        from ray._private import worker
+
+        return bool(worker._global_node is not None and worker._global_node.is_head())
+    except Exception:  # private API: a later Ray may move it; then treat it as a cluster
+        return False
 
 
 def _dashboard_port(preferred: int = 8265) -> int:
