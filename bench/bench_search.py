@@ -11,6 +11,9 @@ outside DATA), in one run on one machine, through the real command line in subpr
           `visionsweep predict SWEEP DATA --tta`: random search, every trial at full length (budget T x E)
   sweep   `visionsweep sweep DATA --trials T --epochs E` with its defaults (TPE + early stopping), then predict
           with TTA; same maximum budget, T x E trial-epochs
+  budget  (optional) the sweep with `--epoch-budget B`, B = each of --budget-fractions x T x E (random search's
+          trial-epochs): as many trials as B buys, the epochs ASHA saves going to more trials (method budget0.5:
+          does the sweep reach random search's score with half its trial-epochs?)
   cv      (optional) the sweep with `--folds K`: each trial a K-fold cross-validation (K models per trial, so
           its trial-epochs are counted K times: K x the compute of `sweep` at the same trials)
 
@@ -45,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import search_data  # noqa: E402
 
-METHODS = ("recipe", "lite0", "random", "sweep", "cv")
+METHODS = ("recipe", "lite0", "random", "sweep", "budget", "cv")
 CLI = [sys.executable, "-m", "visionsweep"]
 
 
@@ -187,6 +190,13 @@ def train_and_score(bs, *, tag: str, seed: int, args, work: Path, logs: Path, ex
     return row
 
 
+def budget_args(args, fraction: float) -> list[str]:
+    """Method budget: the TPE + ASHA sweep given `fraction` of random search's trial-epochs, as many trials as they
+    buy (the trial cap is lifted to the budget itself)."""
+    budget = max(args.epochs, round(fraction * args.trials * args.epochs))
+    return ["--epoch-budget", str(budget), "--trials", str(budget)]
+
+
 def sweep_and_score(bs, *, tag: str, seed: int, args, work: Path, logs: Path, extra: list[str]) -> dict:
     storage = work / "sweeps"
     name = f"{bs.name}-{tag}-s{seed}"
@@ -220,9 +230,10 @@ def sweep_and_score(bs, *, tag: str, seed: int, args, work: Path, logs: Path, ex
         return {**row, "status": f"predict exit {rc}: {tail(logs / f'{name}-predict.log')}"}
     trial_epochs, train_epochs, n_trials = sweep_epochs(sweep)
     folds = int(extra[extra.index("--folds") + 1]) if "--folds" in extra else 1
+    budget = int(extra[extra.index("--epoch-budget") + 1]) if "--epoch-budget" in extra else trials * args.epochs
     trial_epochs, train_epochs = trial_epochs * folds, train_epochs * folds  # a fold model's epoch costs a trial-epoch
     row.update(status="ok", score=search_data.score(bs, sub), valid=sweep_best_valid(sweep),
-               trial_epochs=trial_epochs, train_epochs=train_epochs, trials=n_trials, budget=trials * args.epochs,
+               trial_epochs=trial_epochs, train_epochs=train_epochs, trials=n_trials, budget=budget,
                wall_train_s=wall_sweep, wall_s=wall_sweep + wall_pred, search=sweep_search_desc(sweep))
     if not args.keep:
         shutil.rmtree(sweep, ignore_errors=True)
@@ -285,6 +296,9 @@ def main(argv=None) -> None:
                     help="give both sweeps the offline ImageNet weights for tf_efficientnet_lite0 (a YAML weights: "
                          "map), as a user with weights would; put tf_efficientnet_lite0 in --backbones")
     ap.add_argument("--folds", type=int, default=3, help="K of method cv (sweep --folds K)")
+    ap.add_argument("--budget-fractions", default="0.5",
+                    help="method budget: one sweep per fraction, each with --epoch-budget that fraction of trials x "
+                         "epochs (random search's trial-epochs), as many trials as it buys")
     ap.add_argument("--sweep-args", default="", help="extra arguments for both sweeps, e.g. '--max-concurrent 1'")
     ap.add_argument("--data-seed", type=int, default=0, help="seed that cuts the datasets")
     ap.add_argument("--out", type=Path, default=Path("bench-search"),
@@ -351,20 +365,22 @@ def main(argv=None) -> None:
                                      status="skipped: sweep has no --searcher/--early-stopping"))
                     save()
                     continue
-                extra = (["--searcher", "random", "--early-stopping", "none"] if method == "random"
-                         else ["--folds", str(args.folds)] if method == "cv" else [])
-                jobs = [(s, lambda s, m=method, extra=extra: sweep_and_score(bs, tag=m, seed=s, args=args, work=work,
-                                                                             logs=logs, extra=extra))
-                        for s in map(int, args.sweep_seeds.split(","))]
+                variants = ([(f"budget{f:g}", budget_args(args, f)) for f in map(float, args.budget_fractions.split(","))]
+                            if method == "budget" else
+                            [(method, ["--searcher", "random", "--early-stopping", "none"] if method == "random"
+                              else ["--folds", str(args.folds)] if method == "cv" else [])])
+                jobs = [(s, lambda s, m=tag, extra=extra: sweep_and_score(bs, tag=m, seed=s, args=args, work=work,
+                                                                          logs=logs, extra=extra))
+                        for tag, extra in variants for s in map(int, args.sweep_seeds.split(","))]
             for seed, job in jobs:
                 row = job(seed)
                 rows.append(row)
                 save()
                 if row["status"] == "ok":
-                    print(f"{name} {method} seed {seed}: held-out {bs.metric} {row['score']:.4f}, best valid "
+                    print(f"{name} {row['method']} seed {seed}: held-out {bs.metric} {row['score']:.4f}, best valid "
                           f"{row['valid']:.4f}, {row['trial_epochs']} trial-epochs, {row['wall_s']:.0f} s", flush=True)
                 else:
-                    print(f"{name} {method} seed {seed}: {row['status']}", flush=True)
+                    print(f"{name} {row['method']} seed {seed}: {row['status']}", flush=True)
     print("\n" + table(rows))
     print(f"results: {csv_path}, {md_path}; logs in {logs}")
 

@@ -105,6 +105,8 @@ SWEEP_FLAGS = (
                            "the cluster has GPUs, else 0)"),
     Flag("metric", "the metric trials are ranked by; auto: auc for binary tasks, else accuracy", choices=METRICS),
     Flag("time_budget", "seconds; no new trials after it"),
+    Flag("epoch_budget", "trial-epochs in all: trials keep starting (up to --trials) while one more whole trial "
+                         "fits, so the epochs early stopping saves buy more trials"),
     Flag("max_concurrent", "trials at once (default: what the cluster fits)"),
     Flag("top_k", "leaderboard rows to highlight / predict's default ensemble"),
     Flag("searcher", "Optuna sampler (trial 1 is always the fastai recipe)", choices=SEARCHERS),

@@ -35,6 +35,9 @@ class SearchConfig:
     max_concurrent: int | None = None            # None: what the cluster's resources allow
     metric: str = "auto"                         # auto (auc binary, else accuracy) | accuracy | auc | log_loss | valid_loss | error_rate
     time_budget: float | None = None             # seconds; no new trials after it
+    # Trial-epochs in all: trials keep starting (up to `trials`) while the epochs trained, plus a whole schedule for
+    # each running trial, leave room for one more; the epochs early stopping saves buy more trials. None: `trials`.
+    epoch_budget: int | None = None
     searcher: str = "tpe"                        # tpe (Optuna's TPE, multivariate) | random (Optuna's RandomSampler)
     early_stopping: str = "asha"                 # asha (successive halving at rungs) | none (every trial runs all epochs)
     grace_period: int | None = None              # ASHA: epochs before a trial can be stopped; None = 1
@@ -86,6 +89,8 @@ class SearchConfig:
              f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}"),
             (self.max_concurrent is None or self.max_concurrent >= 1, "--max-concurrent must be >= 1"),
             (self.time_budget is None or self.time_budget > 0, f"--time-budget must be > 0 s, got {self.time_budget}"),
+            (self.epoch_budget is None or self.epoch_budget >= self.epochs,
+             f"--epoch-budget must hold at least one whole trial (--epochs {self.epochs}), got {self.epoch_budget}"),
             (self.searcher in SEARCHERS, f"--searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}"),
             (self.early_stopping in EARLY_STOPPING,
              f"--early-stopping must be one of {', '.join(EARLY_STOPPING)}, got {self.early_stopping!r}"),

@@ -39,8 +39,10 @@ def _fmt(value) -> str:
 
 
 class Progress(Callback):
-    def __init__(self, *, metric: str, mode: str, total: int, max_epochs: int, log=say) -> None:
+    def __init__(self, *, metric: str, mode: str, total: int, max_epochs: int, epoch_budget: int | None = None,
+                 log=say) -> None:
         self.metric, self.mode, self.total, self.max_epochs, self.log = metric, mode, total, max_epochs, log
+        self.epoch_budget = epoch_budget
         self.columns = tuple(c for c in EPOCH_COLUMNS if c != "auc" or metric == "auc")
         if metric not in self.columns:
             self.columns += (metric,)
@@ -58,6 +60,7 @@ class Progress(Callback):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("epoch_budget", None)  # pickled by a sweep from before the epoch budget
         self.log = self.log or say
         self.header_shown = False
 
@@ -73,6 +76,9 @@ class Progress(Callback):
         """`ending`: the trial whose end is being reported (Tune calls back before it leaves RUNNING)."""
         running = sum(t.status == "RUNNING" and t is not ending for t in trials)
         best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else "no result yet"
+        if self.epoch_budget is not None:  # the trials' count is what the budget buys
+            spent = sum(self.last_epoch.values())
+            return f"[{self.done} done, {running} running, {spent}/{self.epoch_budget} trial-epochs] {best}"
         return f"[{self.done}/{self.total} done, {running} running] {best}"
 
     def on_trial_start(self, iteration, trials, trial, **info):
