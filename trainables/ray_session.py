@@ -13,9 +13,10 @@ from visionsweep.datasets.console import say
 
 TRIAL_RESOURCE = "visionsweep_trial"  # sweeps: trial drivers take this, never a CPU a worker needs
 # Train's controller sees a report, or that the run ended, only when it polls its workers (every
-# RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s): up to 2 s of latency per report. Polling every 0.5 s saved ~0.5-1 s a trial
-# but hung a trial in the suite: the trial driver's main thread blocked for ever in Ray's Tune session (queue.put in
-# _report_training_result) when Train's last report reached it after fit() had returned. Left at Ray's default.
+# RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s): up to 2 s of latency per report. Polling every 0.5 s cut that latency
+# (0.35-1.25 s -> 0.03-0.36 s; no per-trial gain beyond bench_sweep_overhead's noise) but hung a trial in the
+# suite: the trial driver's main thread blocked for ever in Ray's Tune session (queue.put in _report_training_result)
+# when Train's last report reached it after fit() had returned. Left at Ray's default.
 WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
 # A cluster visionsweep starts on this machine: no spot nodes to watch. Train's preemption watcher is one more
 # actor per run (about 1 s of each trial's start on 2 cores); clusters keep it. A sweep starts one trial ahead of
