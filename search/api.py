@@ -171,7 +171,8 @@ def predict(source, data, *, out="submission.csv", top_k: int | None = None, tta
             overwrite: bool = False, refit: bool = True, log=say, **options) -> pd.DataFrame:
     """Predict DATA's test/ with a sweep (its top_k trials averaged, by default the sweep's own top_k; their refit
     models unless refit=False), a `train` run folder or a checkpoint folder; writes the submission validated against
-    sample_submission.csv and returns it."""
+    sample_submission.csv and returns it. A sweep's ensemble is its best trial and the trials that ran their whole
+    schedule."""
     from visionsweep.search.predict import default_top_k, predict as run_predict, sweep_spec
 
     spec_options, _ = _split(options, set(), "predict")

@@ -12,7 +12,7 @@ import pandas as pd
 from visionsweep.datasets import DataError
 from visionsweep.datasets.load import LoadedData
 from visionsweep.datasets.submission import write_submission
-from visionsweep.search.leaderboard import sweep_leaderboard
+from visionsweep.search.leaderboard import ensemble_rows, sweep_leaderboard
 from visionsweep.search.record import SWEEP_MARKER, is_sweep, read_sweep_record
 from visionsweep.datasets.console import say
 
@@ -26,14 +26,9 @@ def resolve_sources(source: str, *, top_k: int, refit: bool = True) -> list[tupl
 
         info = read_sweep_record(source)
         board = sweep_leaderboard(source)
-        usable = board[board["status"] != "error"].dropna(subset=[f"best_{info.metric}"])
+        usable = ensemble_rows(board, info.metric)
         if usable.empty:
             raise DataError(f"sweep {source} has no finished trial with a {info.metric} yet")
-        # An ensemble averages trials that ran their whole schedule: one early stopping cut short was judged
-        # worse at a rung and is under-trained (seen: a 0.23-accuracy member cost a 0.95 model 3 points).
-        # The best trial always leads, whatever its status.
-        rest = usable.iloc[1:]
-        usable = pd.concat([usable.head(1), rest[rest["status"] == "done"]])
         out = []
         for row in usable.head(top_k).itertuples():
             ckpt, entry = refit_checkpoint(source, row.trial_id) if refit else (None, None)
@@ -71,7 +66,7 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
             refit: bool = True, log=say) -> pd.DataFrame:
     import torch
 
-    from visionsweep.trainables.checkpoint import member_dirs
+    from visionsweep.trainables.checkpoint import WEIGHTS, member_dirs
     from visionsweep.trainables.inference import load_for_inference, predict_probs
 
     out = Path(out).expanduser().resolve()
@@ -88,6 +83,10 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
             members = member_dirs(directory)  # a cross-validated trial: its K fold models, averaged first
             member_probs = []
             for member in members:
+                if not (Path(member) / WEIGHTS).is_file():
+                    raise DataError(f"{label}: no weights in {member} (a sweep keeps the best weights of its "
+                                    f"--top-k trials only, unless it ran with --keep); predict with a smaller "
+                                    f"--top-k (nothing was written)")
                 model, meta, task = load_for_inference(member, device)
                 if list(meta.classes) != list(data.classes):
                     raise DataError(f"{label} was trained on classes {meta.classes} but DATA has {data.classes}; "

@@ -12,6 +12,7 @@ import numpy as np
 
 from visionsweep.datasets.split import labelled
 from visionsweep.search import storage as st
+from visionsweep.search.leaderboard import usable_rows
 from visionsweep.trainables.ray_train import read_result
 from visionsweep.datasets.console import say
 
@@ -114,7 +115,7 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
                         + ("; cross-validation: each labelled image predicted by the fold model that held it out"
                            if folds else ""),
               "trials": {}}
-    usable = board[board["status"] != "error"].dropna(subset=[f"best_{metric}"])
+    usable = usable_rows(board, metric)
     t0 = time.time()
     for row in usable.head(rows).itertuples():
         try:
@@ -178,7 +179,7 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
     from visionsweep.trainables.ray_session import share_cpus
     from visionsweep.trainables.ray_train import make_trainer, quiet_train_logs, raise_if_failed
 
-    top = board[board["status"] != "error"].dropna(subset=[f"best_{metric}"]).head(sc.refit)
+    top = usable_rows(board, metric).head(sc.refit)
     if not len(top):
         return read_record(sweep, REFIT_RECORD)
     configs = {t.trial_id: t.config for t in tune.ExperimentAnalysis(sweep).trials}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from visionsweep.search import storage as st
-from visionsweep.search.leaderboard import UNFINISHED
+from visionsweep.search.leaderboard import UNFINISHED, ensemble_rows, usable_rows
 from visionsweep.search.refit import REFIT_RECORD
 from visionsweep.trainables.checkpoint import STATE, WEIGHTS
 
@@ -55,13 +55,15 @@ def _best_dir(state: dict, metric: str, mode: str) -> str | None:
 
 def retain(train_runs: str, board: pd.DataFrame, *, metric: str, mode: str, top_k: int) -> int:
     """After the sweep: an ended trial (done, stopped early, failed) can no longer resume, so its optimizer
-    state and its latest checkpoint's weights (when it is not the best) go; trials outside the top `top_k` also
-    lose their best weights (each folder and its meta.json, with the metric history, stay). Unfinished trials
-    keep everything for --resume. Returns the bytes freed."""
+    state and its latest checkpoint's weights (when it is not the best) go. Only the top `top_k` by score and the
+    first `top_k` of predict's ensemble (ensemble_rows) keep their best weights; every folder and its meta.json,
+    with the metric history, stay. Unfinished trials keep everything for --resume. Returns the bytes freed."""
     if st.is_remote(train_runs) or board.empty or not Path(train_runs).is_dir():
         return 0
     freed = 0
-    ranked = board[board["status"] != "error"].head(top_k)["trial_id"].astype(str).tolist()
+    # what predict's ensemble (--top-k up to top_k) and the top_k rows of refit and noise read
+    ranked = {str(t) for rows in (usable_rows(board, metric), ensemble_rows(board, metric))
+              for t in rows.head(top_k)["trial_id"]}
     for row in board.itertuples():
         run = Path(train_runs) / f"train-{row.trial_id}"
         state = train_snapshot(run) if row.status != UNFINISHED else None

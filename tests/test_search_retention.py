@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from visionsweep.search.leaderboard import UNFINISHED
+from visionsweep.search.leaderboard import UNFINISHED, ensemble_rows
 from visionsweep.search.retention import retain
 
 
@@ -27,7 +27,7 @@ def _run(root, trial, accs):
 def test_ended_trials_keep_best_weights_of_the_top_k_and_unfinished_trials_keep_everything(tmp_path):
     runs = {t: _run(tmp_path, t, accs) for t, accs in
             {"a": [0.5, 0.9, 0.8], "b": [0.7, 0.85], "c": [0.6], "d": [0.4, 0.5], "e": [0.3]}.items()}
-    board = pd.DataFrame({"trial_id": ["a", "b", "c", "d", "e"],
+    board = pd.DataFrame({"trial_id": ["a", "b", "c", "d", "e"], "best_accuracy": [0.9, 0.85, 0.6, 0.5, None],
                           "status": ["done", "done", "stopped early", UNFINISHED, "error"]})
     freed = retain(str(tmp_path), board, metric="accuracy", mode="max", top_k=2)
     left = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".json"}
@@ -42,6 +42,20 @@ def test_ended_trials_keep_best_weights_of_the_top_k_and_unfinished_trials_keep_
     # Every folder Train's record lists stays (Result.from_path refuses a run whose listed checkpoints are gone).
     assert all((run / f"checkpoint_{e}" / "meta.json").is_file() for run, n in zip(runs.values(), (3, 2, 1, 2, 1))
                for e in range(1, n + 1))
+
+
+def test_the_trials_predicts_ensemble_reads_keep_their_weights(tmp_path):
+    # predict's top-2 ensemble is the best trial and the next one that ran its whole schedule (c), passing over
+    # b, which ASHA stopped early; b keeps its weights too (refit and the noise estimate read the top 2 by score).
+    # Seen in a sweep: c's weights were deleted and `predict` failed with FileNotFoundError.
+    for t, accs in {"a": [0.9], "b": [0.85], "c": [0.6], "d": [0.55]}.items():
+        _run(tmp_path, t, accs)
+    board = pd.DataFrame({"trial_id": ["a", "b", "c", "d"], "best_accuracy": [0.9, 0.85, 0.6, 0.55],
+                          "status": ["done", "stopped early", "done", "done"]})
+    assert ensemble_rows(board, "accuracy").head(2)["trial_id"].tolist() == ["a", "c"]
+    retain(str(tmp_path), board, metric="accuracy", mode="max", top_k=2)
+    left = {p.parent.parent.name for p in tmp_path.rglob("model.safetensors")}
+    assert left == {"train-a", "train-b", "train-c"}, left
 
 
 def test_a_finished_refit_keeps_its_last_weights_and_an_unfinished_one_everything(tmp_path):
