@@ -39,6 +39,10 @@ class SearchConfig:
     # each running trial, leave room for one more; the epochs early stopping saves buy more trials. None: `trials`.
     epoch_budget: int | None = None
     searcher: str = "tpe"                        # tpe (Optuna's TPE, multivariate) | random (Optuna's RandomSampler)
+    # TPE's random start-up trials (the recipe trials count among them) before it models the results. None: a third
+    # of --trials (or of the trials --epoch-budget pays for in full), within 3..10; Optuna's own 10 would make a
+    # sweep of <= 10 trials random search.
+    startup_trials: int | None = None
     early_stopping: str = "asha"                 # asha (successive halving at rungs) | none (every trial runs all epochs)
     grace_period: int | None = None              # ASHA: epochs before a trial can be stopped; None = 1
     reduction_factor: int | None = None          # ASHA: keep 1/reduction_factor at each rung; None = 2 (<= 8 epochs), else 3
@@ -91,6 +95,8 @@ class SearchConfig:
             (self.time_budget is None or self.time_budget > 0, f"--time-budget must be > 0 s, got {self.time_budget}"),
             (self.epoch_budget is None or self.epoch_budget >= self.epochs,
              f"--epoch-budget must hold at least one whole trial (--epochs {self.epochs}), got {self.epoch_budget}"),
+            (self.startup_trials is None or self.startup_trials >= 1,
+             f"--startup-trials must be >= 1, got {self.startup_trials}"),
             (self.searcher in SEARCHERS, f"--searcher must be one of {', '.join(SEARCHERS)}, got {self.searcher!r}"),
             (self.early_stopping in EARLY_STOPPING,
              f"--early-stopping must be one of {', '.join(EARLY_STOPPING)}, got {self.early_stopping!r}"),
@@ -140,6 +146,15 @@ class SearchConfig:
         """(grace period, reduction factor): explicit values, else derived from the epochs. Rungs at 1, 2, 4
         epochs for short runs; longer runs halve less often (factor 3) so each restart cycle stays long."""
         return self.grace_period or 1, self.reduction_factor or (2 if self.epochs <= 8 else 3)
+
+    @property
+    def tpe_startup(self) -> int:
+        """TPE's random start-up trials: the given number, else a third of the trials (those an epoch budget pays
+        for in full, when it pays for fewer) within [3, 10]."""
+        if self.startup_trials is not None:
+            return self.startup_trials
+        trials = self.trials if self.epoch_budget is None else min(self.trials, self.epoch_budget // self.epochs)
+        return min(10, max(3, math.ceil(trials / 3)))
 
     def rungs(self) -> tuple[int, ...]:
         """The epochs at which ASHA compares trials (empty without early stopping): ASHA's own milestones,

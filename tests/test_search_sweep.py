@@ -34,10 +34,12 @@ def binary_data(tmp_path_factory):
 def sweep(ray_cluster, binary_data, tmp_path_factory):
     """5 trials, one at a time (so ASHA's decisions are deterministic): test_resnet learns, test_efficientnet_gn
     barely moves (LR 1e-9: clearly worse, ASHA stops it), test_efficientnet diverges (NaN: the trial fails).
-    TPE seed 10 samples them as resnet, efficientnet, gn, gn, resnet (its first 10 samples are random)."""
+    TPE seed 10 samples them as resnet, efficientnet, gn, gn, resnet (startup_trials 10: all five are its random
+    start-up samples, so every backbone is drawn)."""
     spec, data = binary_data
     sc = SearchConfig(
         name="e2e", storage=str(tmp_path_factory.mktemp("sweeps")), trials=5, epochs=3, seed=10, max_concurrent=1,
+        startup_trials=10,
         backbones=("test_resnet", "test_efficientnet_gn", "test_efficientnet"),
         lr_ranges={"test_resnet": [3e-3, 1e-2], "test_efficientnet_gn": [1e-9, 2e-9], "test_efficientnet": [1e6, 2e6]},
         # Train's default 2 retries stay on: a diverging trial must fail once, not retry (issue 11).
@@ -120,6 +122,22 @@ def test_predict_top_k_averages_the_best_trials_into_the_sample_format(sweep, bi
     truth = pd.read_csv(spec.root.parent / "solution.csv")
     from sklearn.metrics import roc_auc_score  # the task's metric: AUC, as Aerial Cactus scores submissions
     assert roc_auc_score(truth["is_eight"], written["is_eight"]) > 0.8
+
+
+def test_predict_from_a_checkpoint_without_weights_names_it_and_writes_nothing(sweep, binary_data, tmp_path):
+    # a --top-k past what the sweep kept reaches such a checkpoint: one message, not a FileNotFoundError
+    import shutil
+
+    _, _, path = sweep
+    _, data = binary_data
+    _, ckpt = resolve_sources(path, top_k=1)[0]
+    stripped = tmp_path / "ckpt"
+    shutil.copytree(ckpt.path, stripped)
+    (stripped / "model.safetensors").unlink()
+    out = tmp_path / "submission.csv"
+    with pytest.raises(DataError, match=r"no weights in .*ckpt.*smaller --top-k"):
+        predict(source=str(stripped), data=data, out=out, top_k=1, tta=False)
+    assert not out.exists()
 
 
 def test_report_writes_leaderboard_and_plots(sweep, tmp_path):

@@ -66,6 +66,7 @@ def test_single_values_and_lists_become_tuples():
     ("cpus_per_worker", 0, "cpus_per_worker must be > 0, got 0"),
     ("name", "..", "--name must be a plain folder name, got '..'"),
     ("top_k", 0, "--top-k must be >= 1, got 0"),
+    ("startup_trials", 0, "--startup-trials must be >= 1, got 0"),
     ("refit", -1, "--refit must be >= 0 (0 = no refit), got -1"),
     ("weight_decay_range", (0.0, 0.1), "weight_decay_range must be [lo, hi] with 0 < lo <= hi, got (0.0, 0.1)"),
     ("weight_decay_range", (0.1, 1e-3), "weight_decay_range must be [lo, hi] with 0 < lo <= hi"),
@@ -163,6 +164,23 @@ def test_explicit_grace_and_factor_win():
     assert SearchConfig(name="s", epochs=5, reduction_factor=4).rungs() == (1, 4)
     assert SearchConfig(name="s", epochs=3, grace_period=5).rungs() == ()  # grace beyond the epochs: no rung
     assert SearchConfig(name="s", epochs=5, grace_period=5).rungs() == ()
+
+
+@pytest.mark.parametrize("trials, startup", [(1, 3), (6, 3), (9, 3), (10, 4), (20, 7), (30, 10), (100, 10)])
+def test_tpe_models_after_a_third_of_the_trials_within_3_to_10(trials, startup):
+    # Optuna's own 10 would leave every sweep of <= 10 trials random search
+    assert SearchConfig(name="s", trials=trials).tpe_startup == startup
+
+
+def test_under_an_epoch_budget_the_startup_counts_the_trials_it_pays_for():
+    assert SearchConfig(name="s", trials=100, epochs=5, epoch_budget=150).tpe_startup == 10
+    assert SearchConfig(name="s", trials=100, epochs=5, epoch_budget=60).tpe_startup == 4
+    assert SearchConfig(name="s", trials=8, epochs=5, epoch_budget=1000).tpe_startup == 3
+
+
+def test_explicit_startup_trials_win():
+    assert SearchConfig(name="s", trials=6, startup_trials=10).tpe_startup == 10
+    assert SearchConfig(name="s", trials=100, startup_trials=1).tpe_startup == 1
 
 
 def test_no_early_stopping_has_no_rungs_whatever_the_asha_settings():
