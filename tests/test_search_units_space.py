@@ -1,6 +1,7 @@
 """search/space.py beyond tests/test_search_space.py: the per-backbone max-LR layout of a Tune config, every optional
 searched parameter, the recipe's clipping of batch size / weight decay, and what a trial's TrainConfig takes from
-the sweep (workers, resources, metric, seed, fixed train options)."""
+the sweep (workers, resources, metric, seed, fixed train options), and the sweep's sampler on that space (TPE's
+start-up trials)."""
 
 import math
 
