@@ -2,10 +2,14 @@
 
 Reads the sweeps a `bench_search.py --keep` run left under OUT/work/sweeps/<set>-<method>-s<seed>/ and the sets
 under OUT/data/<set>/, predicts each set's test images with every rule through visionsweep's own `predict` (TTA,
-refit models where the sweep made them), and scores the submissions against solution.csv. Rules:
+refit models where the sweep made them), and scores the submissions against solution.csv. Rules
+(search.predict.resolve_sources' options):
 
-  best  the best trial alone (--top-k 1)
-  top3  predict's default: the best trial, then the trials that ran their whole schedule, up to 3
+  top3       the rule before 2026-12-06: the best trial, then the trials that ran their whole schedule, up to 3,
+             each trial by its refit model where it has one
+  top3-noise the same, leaving out trials whose score lies below the best trial's bootstrap 95% interval
+  best+own   the best trial alone (--top-k 1), its refit model and its own best checkpoint averaged
+  default    predict's default now: top3-noise, a refit trial by its refit model and its own best checkpoint
 
 Command: `python bench/bench_ensemble.py OUT` (seconds per sweep: one forward pass per member and rule).
 """
@@ -19,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-RULES = {"best": dict(top_k=1), "top3": dict(top_k=3)}
+RULES = {"top3": dict(top_k=3, within_noise=False, with_trial=False), "top3-noise": dict(top_k=3, with_trial=False),
+         "best+own": dict(top_k=1), "default": dict(top_k=3)}
 
 
 def main(argv=None) -> None:
@@ -29,25 +34,30 @@ def main(argv=None) -> None:
 
     import search_data
 
-    import visionsweep as vs
-    from visionsweep.search.predict import resolve_sources
+    from visionsweep.datasets.load import load_dataset
+    from visionsweep.datasets.spec import spec_from_dict
+    from visionsweep.search.predict import predict, resolve_sources, sweep_spec
 
     sweeps = sorted(p for p in (args.out / "work" / "sweeps").iterdir() if p.is_dir())
     if not sweeps:
         sys.exit(f"no sweeps under {args.out / 'work' / 'sweeps'}: run bench_search.py with --keep")
-    print("| sweep | " + " | ".join(f"{r} (members)" for r in RULES) + " |")
+    print("| sweep | " + " | ".join(f"{r} (models)" for r in RULES) + " |")
     print("|---|" + "---|" * len(RULES))
+    totals = {rule: [] for rule in RULES}
     for sweep in sweeps:
         name = sweep.name.split("-", 1)[0]
         bs = search_data.build(args.out / "data", name)
+        data = load_dataset(spec_from_dict({**sweep_spec(str(sweep)), "root": Path(bs.data)}), log=lambda *_: None)
         cells = []
         for rule, kw in RULES.items():
-            members = len(resolve_sources(str(sweep), **kw))
+            models = len(resolve_sources(str(sweep), **kw))
             with tempfile.TemporaryDirectory() as tmp:
                 sub = Path(tmp) / "submission.csv"
-                vs.predict(sweep, bs.data, out=sub, tta=True, log=lambda *_: None, **kw)
-                cells.append(f"{search_data.score(bs, sub):.4f} ({members})")
+                predict(source=str(sweep), data=data, out=sub, tta=True, log=lambda *_: None, **kw)
+                totals[rule].append(search_data.score(bs, sub))
+                cells.append(f"{totals[rule][-1]:.4f} ({models})")
         print(f"| {sweep.name} | " + " | ".join(cells) + " |", flush=True)
+    print("| mean | " + " | ".join(f"{sum(v) / len(v):.4f}" for v in totals.values()) + " |")
 
 
 if __name__ == "__main__":
