@@ -5,11 +5,12 @@ under OUT/data/<set>/, predicts each set's test images with every rule through v
 refit models where the sweep made them), and scores the submissions against solution.csv. Rules
 (search.predict.resolve_sources' options):
 
-  top3       the rule before 2026-12-06: the best trial, then the trials that ran their whole schedule, up to 3,
-             each trial by its refit model where it has one
-  top3-noise the same, leaving out trials whose score lies below the best trial's bootstrap 95% interval
-  best+own   the best trial alone (--top-k 1), its refit model and its own best checkpoint averaged
-  default    predict's default now: top3-noise, a refit trial by its refit model and its own best checkpoint
+  best      the best trial alone (--top-k 1)
+  top3      the rule before 2026-12-06: the best trial, then the trials that ran their whole schedule, up to 3
+  selected  predict's default: the same candidates, each kept only if it did not make the ensemble's validation
+            metric worse (search/ensemble.py); a sweep made before the selection existed gets it computed here
+            first, as the sweep computes it (search.refit.validation_noise; rewrites its noise.json, adds
+            ensemble.json)
 
 Command: `python bench/bench_ensemble.py OUT` (seconds per sweep: one forward pass per member and rule).
 """
@@ -20,11 +21,11 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-RULES = {"top3": dict(top_k=3, within_noise=False, with_trial=False), "top3-noise": dict(top_k=3, with_trial=False),
-         "best+own": dict(top_k=1), "default": dict(top_k=3)}
+RULES = {"best": dict(top_k=1), "top3": dict(top_k=3, selected=False), "selected": dict(top_k=3)}
 
 
 def main(argv=None) -> None:
@@ -36,7 +37,12 @@ def main(argv=None) -> None:
 
     from visionsweep.datasets.load import load_dataset
     from visionsweep.datasets.spec import spec_from_dict
+    from visionsweep.search import ensemble
+    from visionsweep.search.leaderboard import sweep_leaderboard
     from visionsweep.search.predict import predict, resolve_sources, sweep_spec
+    from visionsweep.search.record import read_sweep_record
+    from visionsweep.search.refit import validation_noise
+    from visionsweep.search.sweep import sweep_arrays
 
     sweeps = sorted(p for p in (args.out / "work" / "sweeps").iterdir() if p.is_dir())
     if not sweeps:
@@ -47,7 +53,13 @@ def main(argv=None) -> None:
     for sweep in sweeps:
         name = sweep.name.split("-", 1)[0]
         bs = search_data.build(args.out / "data", name)
-        data = load_dataset(spec_from_dict({**sweep_spec(str(sweep)), "root": Path(bs.data)}), log=lambda *_: None)
+        spec = spec_from_dict({**sweep_spec(str(sweep)), "root": Path(bs.data)})
+        data = load_dataset(spec, log=lambda *_: None)
+        if not ensemble.read_record(str(sweep)):
+            info = read_sweep_record(str(sweep))
+            arrays = sweep_arrays(data, SimpleNamespace(folds=int(info.search.get("folds", 1))), spec)
+            validation_noise(str(sweep), sweep_leaderboard(str(sweep)), arrays=arrays, metric=info.metric,
+                             mode=info.mode, rows=info.top_k, candidates=info.top_k, log=lambda *_: None)
         cells = []
         for rule, kw in RULES.items():
             models = len(resolve_sources(str(sweep), **kw))

@@ -69,32 +69,18 @@ def usable_rows(board: pd.DataFrame, metric: str) -> pd.DataFrame:
     return board[board["status"] != "error"].dropna(subset=[f"best_{metric}"])
 
 
-def ensemble_rows(board: pd.DataFrame, metric: str, mode: str | None = None) -> pd.DataFrame:
+def ensemble_rows(board: pd.DataFrame, metric: str, *, selected: bool = True) -> pd.DataFrame:
     """The trials predict averages, in order: the best trial, whatever its status, then the trials that ran their
     whole schedule. One that early stopping cut short was judged worse at a rung and is under-trained (seen: a
     0.23-accuracy member cost a 0.95 model 3 points). Retention keeps the weights of the first top_k of these.
-
-    With `mode` and the best trial's bootstrap interval on the board (noise.json), a trial whose score lies outside
-    it, on the worse side, is left out too: it is worse beyond the validation set's noise (seen: a done resnet18 at
-    valid 0.52 beside a pretrained model at 1.00, interval [1.00, 1.00], cost the textures ensemble 0.983 -> 0.946
-    held-out). The board is sorted best first, so this cuts a tail and keeps a prefix of the rule above."""
+    With `selected`, a trial the sweep's ensemble selection judged and left out (the board's `ensemble` column,
+    search/ensemble.py) is passed over too."""
     usable = usable_rows(board, metric)
     rest = usable.iloc[1:]
     rest = rest[rest["status"] == "done"]
-    bound = noise_bound(usable, mode)
-    if bound is not None:
-        score = rest[f"best_{metric}"]
-        rest = rest[score >= bound] if mode == "max" else rest[score <= bound]
+    if selected and "ensemble" in rest:
+        rest = rest[rest["ensemble"] != "left out"]
     return pd.concat([usable.head(1), rest])
-
-
-def noise_bound(usable: pd.DataFrame, mode: str | None) -> float | None:
-    """The worse end of the best trial's bootstrap 95% interval (None without one)."""
-    column = {"max": "ci95_lo", "min": "ci95_hi"}.get(mode or "")
-    if not len(usable) or column is None or column not in usable:
-        return None
-    value = usable[column].iloc[0]
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def to_markdown(board: pd.DataFrame) -> str:
@@ -116,6 +102,9 @@ def write_leaderboard(board: pd.DataFrame, sweep: str, *, metric: str) -> None:
     noise = noise_summary(read_record(sweep, NOISE_RECORD), board, metric)
     notes = (f"{noise[0].upper()}{noise[1:]}. ci95_lo / ci95_hi: the bootstrap 95% interval of best_{metric}.\n\n"
              if noise else "")
+    if "ensemble" in board:
+        notes += ("ensemble: `predict` averages the members; a trial left out made the members' validation "
+                  f"{metric} worse when added (ensemble.json).\n\n")
     if "refit" in board and (board["refit"] != "").any():
         notes += ("refit: the run that retrained the trial's configuration on all labelled images (train + valid), "
                   "which `predict` uses.\n\n")

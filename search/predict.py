@@ -17,20 +17,18 @@ from visionsweep.search.record import SWEEP_MARKER, is_sweep, read_sweep_record
 from visionsweep.datasets.console import say
 
 
-def resolve_sources(source: str, *, top_k: int, refit: bool = True, with_trial: bool = True,
-                    within_noise: bool = True) -> list[tuple[str, object]]:
-    """[(label, checkpoint directory or ray.train.Checkpoint)] for a sweep, a `train` run, or a checkpoint; predict
-    averages them, each model alike. A sweep gives its top `top_k` trials of the ensemble rule (ensemble_rows; with
-    `within_noise`, those inside the best trial's bootstrap interval). A trial with a refit model (trained on train +
-    valid) is represented by it and, with `with_trial`, by its own best checkpoint too: two models of the
-    configuration the sweep picked, for the price of none (bench/bench_ensemble.py measures both rules)."""
+def resolve_sources(source: str, *, top_k: int, refit: bool = True, selected: bool = True
+                    ) -> list[tuple[str, object]]:
+    """[(label, checkpoint directory or ray.train.Checkpoint)] for a sweep, a `train` run, or a checkpoint.
+    A sweep's trial is represented by its refit model (trained on train + valid) when it has one and `refit`;
+    `selected`: the trials its ensemble selection left out are passed over (ensemble_rows)."""
     if is_sweep(source):
         from visionsweep.search.refit import refit_checkpoint
         from visionsweep.trainables.ray_train import read_result
 
         info = read_sweep_record(source)
         board = sweep_leaderboard(source)
-        usable = ensemble_rows(board, info.metric, info.mode if within_noise else None)
+        usable = ensemble_rows(board, info.metric, selected=selected)
         if usable.empty:
             raise DataError(f"sweep {source} has no finished trial with a {info.metric} yet")
         out = []
@@ -39,15 +37,13 @@ def resolve_sources(source: str, *, top_k: int, refit: bool = True, with_trial: 
             if ckpt is not None:
                 out.append((f"trial {row.trial_id} {row.backbone} refit on all {entry['train_images']} labelled "
                             f"images, {entry['epochs']} epochs ({entry['run']}; no held-out score)", ckpt))
-                if not with_trial:
-                    continue
+                continue
             result = read_result(row.train_run)
-            own = result.get_best_checkpoint(info.metric, info.mode) or result.checkpoint
+            ckpt = result.get_best_checkpoint(info.metric, info.mode) or result.checkpoint
             value = getattr(row, f"best_{info.metric}")
-            why = ("beside its refit" if ckpt is not None else "--no-refit" if not refit
-                   else "refit failed" if entry else "not refit")
+            why = "--no-refit" if not refit else "refit failed" if entry else "not refit"
             out.append((f"trial {row.trial_id} {row.backbone} best checkpoint of the sweep ({info.metric} "
-                        f"{value:.4f}; {why})", own))
+                        f"{value:.4f}; {why})", ckpt))
         return out
     path = Path(source)
     if (path / "best" / "meta.json").is_file():
@@ -69,7 +65,7 @@ def default_top_k(source: str) -> int:
 
 
 def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, overwrite: bool = False,
-            refit: bool = True, with_trial: bool = True, within_noise: bool = True, log=say) -> pd.DataFrame:
+            refit: bool = True, selected: bool = True, log=say) -> pd.DataFrame:
     import torch
 
     from visionsweep.trainables.checkpoint import WEIGHTS, member_dirs
@@ -81,7 +77,7 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
     if len(data.test_ids) == 0:
         raise DataError(f"DATA {data.summary['data']} has no test images to predict (no test/ folder)")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sources = resolve_sources(source, top_k=top_k, refit=refit, with_trial=with_trial, within_noise=within_noise)
+    sources = resolve_sources(source, top_k=top_k, refit=refit, selected=selected)
     probs, n_models = [], 0
     with ExitStack() as stack:
         for label, ckpt in sources:

@@ -1,10 +1,11 @@
-"""After a sweep: how noisy its validation metric is (bootstrap intervals), and the refit of its top configurations
-on every labelled image (train + valid), which `predict` then uses."""
+"""After a sweep: how noisy its validation metric is (bootstrap intervals), which trials predict's ensemble takes
+(selected on the same validation predictions), and the refit of its top configurations on every labelled image
+(train + valid), which `predict` then uses."""
 
 from __future__ import annotations
 
 import dataclasses
-
+import functools
 import json
 import math
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from visionsweep.datasets.split import labelled
 from visionsweep.search import storage as st
-from visionsweep.search.leaderboard import usable_rows
+from visionsweep.search.leaderboard import ensemble_rows, usable_rows
 from visionsweep.trainables.ray_train import read_result
 from visionsweep.datasets.console import say
 
@@ -94,9 +95,12 @@ def bootstrap_interval(labels: np.ndarray, probs: np.ndarray, *, metric: str, po
 
 # ---------------------------------------------------------------- noise: from the sweep's checkpoints
 
-def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str, rows: int, log=say) -> dict:
+def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str, rows: int, candidates: int = 0,
+                     log=say) -> dict:
     """Bootstrap intervals for the top `rows` trials, from their best checkpoints' predictions on the
-    validation images (recomputed here in the driver, no TTA, as the trial evaluated them), saved as noise.json.
+    validation images (recomputed here in the driver, no TTA, as the trial evaluated them), saved as noise.json;
+    from the same predictions, the selection of predict's ensemble among the first `candidates` of the ensemble
+    rule (search/ensemble.py), saved as ensemble.json.
 
     Computed after the sweep instead of saved by each trial, so the training loop and checkpoints stay as
     they are; it costs one forward pass over the validation set per row."""
@@ -104,6 +108,7 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
 
     import torch
 
+    from visionsweep.search import ensemble
     from visionsweep.trainables.inference import held_out_probs
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -116,22 +121,33 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
                            if folds else ""),
               "trials": {}}
     usable = usable_rows(board, metric)
+    pool = [str(t) for t in ensemble_rows(board, metric, selected=False).head(candidates)["trial_id"]]
+    wanted = set(map(str, usable.head(rows)["trial_id"])) | set(pool)
+    predictions, score = {}, None
     t0 = time.time()
-    for row in usable.head(rows).itertuples():
+    for row in usable.itertuples():
+        if str(row.trial_id) not in wanted:
+            continue
         try:
             result = read_result(row.train_run)
             ckpt = result.get_best_checkpoint(metric, mode) or result.checkpoint
             with ckpt.as_directory() as d:
                 probs, y, meta, task = held_out_probs(d, arrays, device)
             smoothing = float(meta.config.get("label_smoothing", 0.0))
-            value = metric_value(y, probs, metric=metric, positive_index=task.positive_index,
-                                 label_smoothing=smoothing)
+            score = functools.partial(metric_value, y, metric=metric, positive_index=task.positive_index,
+                                      label_smoothing=smoothing)
+            value = score(probs)
             lo, hi = bootstrap_interval(y, probs, metric=metric, positive_index=task.positive_index,
                                         label_smoothing=smoothing)
         except Exception as err:  # a missing checkpoint must not cost the sweep its leaderboard
             log(f"noise: no interval for trial {row.trial_id} ({type(err).__name__}: {str(err)[:200]})")
             continue
         record["trials"][str(row.trial_id)] = {"value": value, "ci95_lo": lo, "ci95_hi": hi}
+        predictions[str(row.trial_id)] = probs
+    if pool and score is not None:
+        members, values = ensemble.select(pool, predictions, score, mode)
+        log(ensemble.summary(ensemble.write_record(sweep, metric=metric, mode=mode, valid_n=n, candidates=pool,
+                                                   members=members, values=values)))
     st.write_text(st.join(sweep, NOISE_RECORD), json.dumps(record, indent=1))
     log(f"noise: {len(record['trials'])} best checkpoint(s) re-predicted {n} held-out images on {device.type} "
         f"in {time.time() - t0:.1f} s -> {NOISE_RECORD}")
@@ -240,7 +256,8 @@ def refit_checkpoint(sweep: str, trial_id: str):
 
 
 def annotate(board, sweep: str, metric: str):
-    """Leaderboard columns: valid_n and the bootstrap interval of best_<metric>, and the refit run (relative)."""
+    """Leaderboard columns: valid_n and the bootstrap interval of best_<metric>, the refit run (relative), and
+    whether predict's ensemble selection took the trial (member) or judged and left it out."""
     if not len(board):
         return board
     noise = read_record(sweep, NOISE_RECORD)
@@ -254,6 +271,12 @@ def annotate(board, sweep: str, metric: str):
         board["ci95_hi"] = [trials.get(t, {}).get("ci95_hi", math.nan) for t in ids]
     board["refit"] = [refit[t]["run"] if refit.get(t, {}).get("status") == "done" else
                       ("error" if t in refit else "") for t in ids]
+    from visionsweep.search.ensemble import read_record as read_ensemble
+
+    chosen = read_ensemble(sweep)
+    if chosen:
+        board["ensemble"] = ["member" if t in chosen["members"] else "left out" if t in chosen["left_out"] else ""
+                             for t in ids]
     return board
 
 
@@ -263,7 +286,7 @@ def after_sweep(sweep: str, *, sc, setup, arrays: dict, metric: str, mode: str, 
 
     board = sweep_leaderboard(sweep)
     noise = validation_noise(sweep, board, arrays=arrays, metric=metric, mode=mode,
-                             rows=max(sc.top_k, sc.refit), log=log)
+                             rows=max(sc.top_k, sc.refit), candidates=sc.top_k, log=log)
     if sc.refit:
         refit_top(sweep, board, sc=sc, setup=setup, arrays=arrays, metric=metric, log=log)
     board = sweep_leaderboard(sweep)

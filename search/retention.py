@@ -61,8 +61,7 @@ def retain(train_runs: str, board: pd.DataFrame, *, metric: str, mode: str, top_
     if st.is_remote(train_runs) or board.empty or not Path(train_runs).is_dir():
         return 0
     freed = 0
-    # what predict's ensemble (--top-k up to top_k) and the top_k rows of refit and noise read; the ensemble without
-    # its noise bound (noise.json is computed after retention), a superset of the members predict takes
+    # what predict's ensemble (--top-k up to top_k) and the top_k rows of refit and noise read
     ranked = {str(t) for rows in (usable_rows(board, metric), ensemble_rows(board, metric))
               for t in rows.head(top_k)["trial_id"]}
     for row in board.itertuples():

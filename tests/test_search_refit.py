@@ -69,28 +69,22 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     assert noise["valid_n"] == best["valid_n"] == n_labelled and "held it out" in noise["method"]
     assert best["ci95_lo"] <= value["value"] <= best["ci95_hi"]
     assert "bootstrap 95% interval" in printed and "refit-" in printed
+    # predict's ensemble (top_k 1): the best trial alone, judged on the same out-of-fold predictions
+    assert json.loads((sweep / "ensemble.json").read_text())["members"] == [best["trial_id"]]
+    assert "ensemble for predict: 1 of 1 candidate trial(s)" in printed and best["ensemble"] == "member"
     assert "ci95_lo" in (sweep / "leaderboard.md").read_text()
 
-    # predict: by default the refit model and the trial's own best checkpoint (its fold models averaged first),
-    # averaged; the trial's own best checkpoint alone with refit=False.
+    # predict: the refit model by default, the trial's own best checkpoint with refit=False.
     lines = []
     out = tmp_path / "sub.csv"
     frame = vs.predict(sweep, data_dir, out=out, top_k=1, tta=False, log=lines.append)
     assert any("refit on all" in line for line in lines), lines
-    assert sum("beside its refit" in line for line in lines) == 2 and "mean of 3 models" in lines[-1], lines
-    (label, ckpt), (own_label, own_ckpt) = resolve_sources(str(sweep), top_k=1)
-    assert f"refit_runs/refit-{best['trial_id']}" in label and "beside its refit" in own_label
-    cpu = torch.device("cpu")
+    (label, ckpt), = resolve_sources(str(sweep), top_k=1)
+    assert f"refit_runs/refit-{best['trial_id']}" in label
     with ckpt.as_directory() as d:
-        model, meta, task = load_for_inference(d, cpu)
-        refit_probs = predict_probs(model, task, data.x_test, device=cpu, tta=False)
+        model, meta, task = load_for_inference(d, torch.device("cpu"))
+        expected = predict_probs(model, task, data.x_test, device=torch.device("cpu"), tta=False)
         assert meta.epoch == 2
-    with own_ckpt.as_directory() as d:
-        fold_probs = []
-        for fold in member_dirs(d):
-            model, _, task = load_for_inference(fold, cpu)
-            fold_probs.append(predict_probs(model, task, data.x_test, device=cpu, tta=False))
-    expected = (refit_probs + np.mean(fold_probs, axis=0)) / 2
     written = pd.read_csv(out)
     assert list(frame.columns) == list(written.columns) and frame["id"].tolist() == written["id"].tolist()
     sample = pd.read_csv(data_dir / "sample_submission.csv")

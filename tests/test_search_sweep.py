@@ -95,6 +95,28 @@ def test_sweep_runs_every_trial_stops_the_worse_and_survives_a_failing_one(sweep
         assert len([c for c in run.glob("checkpoint_*") if c.is_dir()]) <= 2
 
 
+def test_predicts_ensemble_is_selected_on_the_validation_predictions(sweep):
+    """The sweep judged predict's candidates (the best trial, then done trials, top_k of them) on their validation
+    predictions: ensemble.json, the leaderboard's `ensemble` column and predict's members agree, and a done trial
+    near chance (test_efficientnet_gn at LR 1e-9), when it is a candidate, is left out."""
+    from visionsweep.search import ensemble
+    from visionsweep.search.leaderboard import sweep_leaderboard
+
+    _, _, path = sweep
+    record = ensemble.read_record(path)
+    board = sweep_leaderboard(path)
+    assert record["candidates"][0] == record["members"][0] == board.iloc[0]["trial_id"], record
+    assert len(record["candidates"]) == 2
+    assert set(record["members"]) | set(record["left_out"]) <= set(record["candidates"])
+    column = dict(zip(board["trial_id"], board["ensemble"]))
+    assert all(column[t] == "member" for t in record["members"]) and all(column[t] == "left out"
+                                                                        for t in record["left_out"])
+    weak = set(board[(board["best_auc"] < 0.6) & (board["status"] == "done")]["trial_id"])
+    assert not weak & set(record["members"]), (record, board)
+    used = [label.split()[1] for label, _ in resolve_sources(path, top_k=2)]
+    assert used[:len(record["members"])] == record["members"] and not set(used) & set(record["left_out"])
+
+
 def test_an_existing_sweep_name_is_refused_without_resume(sweep, binary_data):
     sc, _, _ = sweep
     spec, data = binary_data

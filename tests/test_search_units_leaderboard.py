@@ -179,32 +179,3 @@ def test_tied_trials_keep_the_order_they_ran_in():
                         train_runs=RUNS)
     tied = board[board["best_accuracy"] == 1.0]
     assert list(tied["trial_id"]) == [f"t{i:02d}" for i in range(0, 20, 3)] and list(tied["rank"]) == list(range(1, 8))
-
-
-def _board(scores, statuses, ci=None, metric="accuracy"):
-    board = pd.DataFrame({"trial_id": list("abcde")[:len(scores)], f"best_{metric}": scores, "status": statuses})
-    if ci is not None:  # annotate() puts every top trial's interval on the board; the best trial's is what counts
-        board["ci95_lo"], board["ci95_hi"] = ci[0], ci[1]
-    return board
-
-
-def test_the_ensemble_leaves_out_done_trials_below_the_best_trials_noise_interval():
-    from visionsweep.search.leaderboard import ensemble_rows
-
-    # The textures sweep seen: a pretrained model at 1.00 (interval [1.00, 1.00]) and a done resnet18 at 0.52.
-    board = _board([1.0, 0.95, 0.567, 0.522], ["done", "stopped early", "stopped early", "done"], ci=(1.0, 1.0))
-    assert ensemble_rows(board, "accuracy", "max")["trial_id"].tolist() == ["a"]
-    assert ensemble_rows(board, "accuracy")["trial_id"].tolist() == ["a", "d"]  # no mode: the interval is unused
-    board = _board([0.9, 0.88, 0.8, 0.7], ["stopped early", "done", "done", "done"], ci=(0.79, 0.97))
-    assert ensemble_rows(board, "accuracy", "max")["trial_id"].tolist() == ["a", "b", "c"]  # 0.8 >= 0.79, in
-    board = _board([0.9, 0.88, 0.8], ["done"] * 3)  # no noise.json: the rule without the bound
-    assert ensemble_rows(board, "accuracy", "max")["trial_id"].tolist() == ["a", "b", "c"]
-
-
-def test_the_ensembles_noise_bound_is_the_upper_end_for_a_loss():
-    from visionsweep.search.leaderboard import ensemble_rows
-
-    board = _board([0.20, 0.25, 0.40], ["done"] * 3, ci=(0.15, 0.30), metric="log_loss")
-    assert ensemble_rows(board, "log_loss", "min")["trial_id"].tolist() == ["a", "b"]
-    board["ci95_hi"] = math.nan  # the best trial's interval could not be computed: no bound
-    assert ensemble_rows(board, "log_loss", "min")["trial_id"].tolist() == ["a", "b", "c"]
