@@ -69,18 +69,22 @@ def usable_rows(board: pd.DataFrame, metric: str) -> pd.DataFrame:
     return board[board["status"] != "error"].dropna(subset=[f"best_{metric}"])
 
 
-def ensemble_rows(board: pd.DataFrame, metric: str, *, selected: bool = True) -> pd.DataFrame:
+def ensemble_rows(board: pd.DataFrame, metric: str, top_k: int | None = None, *, selected: bool = True
+                  ) -> pd.DataFrame:
     """The trials predict averages, in order: the best trial, whatever its status, then the trials that ran their
-    whole schedule. One that early stopping cut short was judged worse at a rung and is under-trained (seen: a
-    0.23-accuracy member cost a 0.95 model 3 points). Retention keeps the weights of the first top_k of these.
-    With `selected`, a trial the sweep's ensemble selection judged and left out (the board's `ensemble` column,
-    search/ensemble.py) is passed over too."""
+    whole schedule, the first `top_k` of them. One that early stopping cut short was judged worse at a rung and is
+    under-trained (seen: a 0.23-accuracy member cost a 0.95 model 3 points). Retention keeps the weights of the
+    first top_k of these. With `selected`, those the sweep's ensemble selection judged and left out (the board's
+    `ensemble` column, search/ensemble.py) are dropped from the first top_k, not replaced by the next trials: the
+    selection judged only those (and retention kept no weights beyond them)."""
     usable = usable_rows(board, metric)
     rest = usable.iloc[1:]
-    rest = rest[rest["status"] == "done"]
-    if selected and "ensemble" in rest:
-        rest = rest[rest["ensemble"] != "left out"]
-    return pd.concat([usable.head(1), rest])
+    rows = pd.concat([usable.head(1), rest[rest["status"] == "done"]])
+    if top_k is not None:
+        rows = rows.head(top_k)
+    if selected and "ensemble" in rows and len(rows):
+        rows = pd.concat([rows.head(1), rows.iloc[1:][rows.iloc[1:]["ensemble"] != "left out"]])
+    return rows
 
 
 def to_markdown(board: pd.DataFrame) -> str:

@@ -28,11 +28,11 @@ def resolve_sources(source: str, *, top_k: int, refit: bool = True, selected: bo
 
         info = read_sweep_record(source)
         board = sweep_leaderboard(source)
-        usable = ensemble_rows(board, info.metric, selected=selected)
+        usable = ensemble_rows(board, info.metric, top_k, selected=selected)
         if usable.empty:
             raise DataError(f"sweep {source} has no finished trial with a {info.metric} yet")
         out = []
-        for row in usable.head(top_k).itertuples():
+        for row in usable.itertuples():
             ckpt, entry = refit_checkpoint(source, row.trial_id) if refit else (None, None)
             if ckpt is not None:
                 out.append((f"trial {row.trial_id} {row.backbone} refit on all {entry['train_images']} labelled "

@@ -121,7 +121,7 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
                            if folds else ""),
               "trials": {}}
     usable = usable_rows(board, metric)
-    pool = [str(t) for t in ensemble_rows(board, metric, selected=False).head(candidates)["trial_id"]]
+    pool = [str(t) for t in ensemble_rows(board, metric, candidates, selected=False)["trial_id"]]
     wanted = set(map(str, usable.head(rows)["trial_id"])) | set(pool)
     predictions, score = {}, None
     t0 = time.time()

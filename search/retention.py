@@ -62,8 +62,9 @@ def retain(train_runs: str, board: pd.DataFrame, *, metric: str, mode: str, top_
         return 0
     freed = 0
     # what predict's ensemble (--top-k up to top_k) and the top_k rows of refit and noise read
-    ranked = {str(t) for rows in (usable_rows(board, metric), ensemble_rows(board, metric))
-              for t in rows.head(top_k)["trial_id"]}
+    ranked = {str(t) for rows in (usable_rows(board, metric).head(top_k),
+                                  ensemble_rows(board, metric, top_k, selected=False))  # all that selection judges
+              for t in rows["trial_id"]}
     for row in board.itertuples():
         run = Path(train_runs) / f"train-{row.trial_id}"
         state = train_snapshot(run) if row.status != UNFINISHED else None
