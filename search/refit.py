@@ -144,13 +144,13 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
             continue
         record["trials"][str(row.trial_id)] = {"value": value, "ci95_lo": lo, "ci95_hi": hi}
         predictions[str(row.trial_id)] = probs
+    st.write_text(st.join(sweep, NOISE_RECORD), json.dumps(record, indent=1))
+    log(f"noise: {len(record['trials'])} best checkpoint(s) re-predicted {n} held-out images on {device.type} "
+        f"in {time.time() - t0:.1f} s -> {NOISE_RECORD}")
     if pool and score is not None:
         members, values = ensemble.select(pool, predictions, score, mode)
         log(ensemble.summary(ensemble.write_record(sweep, metric=metric, mode=mode, valid_n=n, candidates=pool,
                                                    members=members, values=values)))
-    st.write_text(st.join(sweep, NOISE_RECORD), json.dumps(record, indent=1))
-    log(f"noise: {len(record['trials'])} best checkpoint(s) re-predicted {n} held-out images on {device.type} "
-        f"in {time.time() - t0:.1f} s -> {NOISE_RECORD}")
     return record
 
 
