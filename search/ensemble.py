@@ -56,12 +56,6 @@ def read_record(sweep: str) -> dict:
     return json.loads(st.read_text(path)) if st.exists(path) else {}
 
 
-def left_out(sweep: str) -> set[str]:
-    """Trials the sweep's selection judged and left out (none for a sweep without the record; a candidate whose
-    validation predictions could not be computed was not judged and is not left out)."""
-    return set(read_record(sweep).get("left_out", []))
-
-
 def summary(record: dict) -> str:
     """One line for the sweep's output."""
     if not record or not record.get("members"):
