@@ -41,7 +41,7 @@ def main(argv=None) -> None:
     from visionsweep.search.leaderboard import sweep_leaderboard
     from visionsweep.search.predict import predict, resolve_sources, sweep_spec
     from visionsweep.search.record import read_sweep_record
-    from visionsweep.search.refit import validation_noise
+    from visionsweep.search.refit import read_record, validation_noise
     from visionsweep.search.sweep import sweep_arrays
 
     sweeps = sorted(p for p in (args.out / "work" / "sweeps").iterdir() if p.is_dir())
@@ -55,7 +55,7 @@ def main(argv=None) -> None:
         bs = search_data.build(args.out / "data", name)
         spec = spec_from_dict({**sweep_spec(str(sweep)), "root": Path(bs.data)})
         data = load_dataset(spec, log=lambda *_: None)
-        if not ensemble.read_record(str(sweep)):
+        if not read_record(str(sweep), ensemble.ENSEMBLE_RECORD):
             info = read_sweep_record(str(sweep))
             arrays = sweep_arrays(data, SimpleNamespace(folds=int(info.search.get("folds", 1))), spec)
             validation_noise(str(sweep), sweep_leaderboard(str(sweep)), arrays=arrays, metric=info.metric,

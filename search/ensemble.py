@@ -16,7 +16,8 @@ import numpy as np
 
 from visionsweep.search import storage as st
 
-ENSEMBLE_RECORD = "ensemble.json"  # {metric, mode, valid_n, candidates, members, left_out, values}
+ENSEMBLE_RECORD = "ensemble.json"  # {metric, mode, valid_n, candidates, members, left_out, values}; read with
+                                   # search.refit.read_record, as the sweep's other records
 
 
 def select(candidates: list[str], probs: dict[str, np.ndarray], score, mode: str = "max"
@@ -49,11 +50,6 @@ def write_record(sweep: str, *, metric: str, mode: str, valid_n: int, candidates
                         "worse; 'values' is that metric after each candidate was tried"}
     st.write_text(st.join(sweep, ENSEMBLE_RECORD), json.dumps(record, indent=1))
     return record
-
-
-def read_record(sweep: str) -> dict:
-    path = st.join(sweep, ENSEMBLE_RECORD)
-    return json.loads(st.read_text(path)) if st.exists(path) else {}
 
 
 def summary(record: dict) -> str:

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from visionsweep.datasets.split import labelled
+from visionsweep.search import ensemble
 from visionsweep.search import storage as st
 from visionsweep.search.leaderboard import ensemble_rows, usable_rows
 from visionsweep.trainables.ray_train import read_result
@@ -108,7 +109,6 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
 
     import torch
 
-    from visionsweep.search import ensemble
     from visionsweep.trainables.inference import held_out_probs
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -271,9 +271,7 @@ def annotate(board, sweep: str, metric: str):
         board["ci95_hi"] = [trials.get(t, {}).get("ci95_hi", math.nan) for t in ids]
     board["refit"] = [refit[t]["run"] if refit.get(t, {}).get("status") == "done" else
                       ("error" if t in refit else "") for t in ids]
-    from visionsweep.search.ensemble import read_record as read_ensemble
-
-    chosen = read_ensemble(sweep)
+    chosen = read_record(sweep, ensemble.ENSEMBLE_RECORD)
     if chosen:
         board["ensemble"] = ["member" if t in chosen["members"] else "left out" if t in chosen["left_out"] else ""
                              for t in ids]

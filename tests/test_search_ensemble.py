@@ -6,7 +6,7 @@ import pandas as pd
 
 from visionsweep.search import ensemble
 from visionsweep.search.leaderboard import ensemble_rows
-from visionsweep.search.refit import metric_value
+from visionsweep.search.refit import metric_value, read_record
 
 LABELS = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
 
@@ -48,7 +48,7 @@ def test_the_record_names_what_was_left_out_and_predicts_rule_passes_over_it(tmp
     record = ensemble.write_record(str(tmp_path), metric="accuracy", mode="max", valid_n=10,
                                    candidates=["a", "b", "c", "d"], members=["a", "c"],
                                    values={"a": 0.9, "b": 0.8, "c": 0.95})
-    assert record["left_out"] == ["b"] and ensemble.read_record(str(tmp_path)) == record  # d was not judged
+    assert record["left_out"] == ["b"] and read_record(str(tmp_path), ensemble.ENSEMBLE_RECORD) == record  # d was not judged
     text = ensemble.summary(record)
     assert "2 of 4 candidate trial(s), a, c" in text and "0.9500 together" in text and "b (it made it 0.8000)" in text
     board = pd.DataFrame({"trial_id": list("abcde"), "best_accuracy": [0.9, 0.88, 0.85, 0.8, 0.7],

@@ -101,9 +101,10 @@ def test_predicts_ensemble_is_selected_on_the_validation_predictions(sweep):
     near chance (test_efficientnet_gn at LR 1e-9), when it is a candidate, is left out."""
     from visionsweep.search import ensemble
     from visionsweep.search.leaderboard import sweep_leaderboard
+    from visionsweep.search.refit import read_record
 
     _, _, path = sweep
-    record = ensemble.read_record(path)
+    record = read_record(path, ensemble.ENSEMBLE_RECORD)
     board = sweep_leaderboard(path)
     assert record["candidates"][0] == record["members"][0] == board.iloc[0]["trial_id"], record
     assert len(record["candidates"]) == 2
