@@ -119,6 +119,8 @@ SWEEP_FLAGS = (
                      "weights of the --top-k trials; unfinished trials keep all they need to resume)", flag="--keep"),
     Flag("refit", "retrain the top K configurations on train + valid after the search; predict uses them "
                   "(0 = off; with --resume a finished sweep is refit)"),
+    Flag("refit_seeds", "models per refit configuration, one per seed (the configuration's, then +1, ...); "
+                        "predict averages them (1 = one model; with --resume the missing seeds are refit)"),
     Flag("folds", "K-fold cross-validation over train + valid: a trial's score is the mean over K held-out folds, "
                   "its predictions the K models' ensemble (K times the compute; for small data)"),
     Flag("mlflow", "log every trial to MLflow at this tracking URI (e.g. sqlite:///mlflow.db, http://host:5000); "

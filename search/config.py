@@ -65,6 +65,11 @@ class SearchConfig:
     # the sweep; ~30 s of the demo's ~3 min on 2 CPU cores) while adding the validation images to training,
     # which matters most on the small data where a sweep's selection is least reliable. 0 = off.
     refit: int = 1
+    # Models per refit configuration, each with its own seed (the configuration's seed, then +1, +2, ...):
+    # predict averages them, Kaggle's seed averaging. Default 2: on 12 kept benchmark sweeps (digits, textures,
+    # faces; bench/README.md, 2026-12-06) a second seed was never worse held-out and better on 7; it costs one
+    # more refit (one more trial's compute). 1 = one refit model per configuration.
+    refit_seeds: int = 2
     # K > 1: K-fold cross-validation over every labelled image (train + valid): each trial trains K models side by
     # side, its score is their mean held-out metric, its predictions their ensemble. For small data, where one
     # validation split of a few dozen images decides by noise; costs K times the compute. 1 = one holdout split.
@@ -105,6 +110,8 @@ class SearchConfig:
              f"grace_period must be >= 1 and reduction_factor >= 2, got {self.grace_period} and {self.reduction_factor}"),
             (self.top_k >= 1, f"--top-k must be >= 1, got {self.top_k}"),
             (self.refit >= 0, f"--refit must be >= 0 (0 = no refit), got {self.refit}"),
+            (self.refit_seeds >= 1, f"--refit-seeds must be >= 1 (models per refit configuration), got "
+                                    f"{self.refit_seeds}"),
             (self.folds >= 1, f"--folds must be >= 2 for cross-validation (1 = one holdout split), got {self.folds}"),
         ]
         for ok, message in checks:

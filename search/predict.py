@@ -20,10 +20,11 @@ from visionsweep.datasets.console import say
 def resolve_sources(source: str, *, top_k: int, refit: bool = True, selected: bool = True
                     ) -> list[tuple[str, object]]:
     """[(label, checkpoint directory or ray.train.Checkpoint)] for a sweep, a `train` run, or a checkpoint.
-    A sweep's trial is represented by its refit model (trained on train + valid) when it has one and `refit`;
-    `selected`: the trials its ensemble selection left out are passed over (ensemble_rows)."""
+    A sweep's trial is represented by its refit models (trained on train + valid, one per seed; each an entry, so
+    predict's mean weighs every model alike) when it has them and `refit`; `selected`: the trials its ensemble
+    selection left out are passed over (ensemble_rows)."""
     if is_sweep(source):
-        from visionsweep.search.refit import refit_checkpoint
+        from visionsweep.search.refit import refit_checkpoints
         from visionsweep.trainables.ray_train import read_result
 
         info = read_sweep_record(source)
@@ -33,10 +34,12 @@ def resolve_sources(source: str, *, top_k: int, refit: bool = True, selected: bo
             raise DataError(f"sweep {source} has no finished trial with a {info.metric} yet")
         out = []
         for row in usable.itertuples():
-            ckpt, entry = refit_checkpoint(source, row.trial_id) if refit else (None, None)
-            if ckpt is not None:
-                out.append((f"trial {row.trial_id} {row.backbone} refit on all {entry['train_images']} labelled "
-                            f"images, {entry['epochs']} epochs ({entry['run']}; no held-out score)", ckpt))
+            models, entry = refit_checkpoints(source, row.trial_id) if refit else ([], None)
+            if models:  # the configuration's refit models, one per seed, each averaged in as one model
+                out += [(f"trial {row.trial_id} {row.backbone} refit on all {entry['train_images']} labelled images, "
+                         f"{entry['epochs']} epochs" + (f", seed {model['seed']}" if model.get("seed") is not None
+                                                        else "") + f" ({model['run']}; no held-out score)", ckpt)
+                        for model, ckpt in models]
                 continue
             result = read_result(row.train_run)
             ckpt = result.get_best_checkpoint(info.metric, info.mode) or result.checkpoint

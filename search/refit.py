@@ -19,7 +19,7 @@ from visionsweep.trainables.ray_train import read_result
 from visionsweep.datasets.console import say
 
 REFIT_RUNS = "refit_runs"
-REFIT_RECORD = "refit.json"  # {trial_id: {run, status, epochs, train_images, ...}}
+REFIT_RECORD = "refit.json"  # {trial_id: {run, status, epochs, train_images, ..., models: [{run, seed, status}]}}
 NOISE_RECORD = "noise.json"  # {valid_n, method, trials: {trial_id: {metric, value, ci95_lo, ci95_hi}}}
 LEVEL = 0.95
 
@@ -183,17 +183,15 @@ def read_record(sweep: str, name: str) -> dict:
 
 def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=say) -> dict:
     """Retrain the top `sc.refit` configurations on train + valid with their full schedule (ASHA-stopped trials
-    too: the TrainConfig is rebuilt from the trial's sample with all sc.epochs), one Ray Train run each, named
-    refit-<trial id> under refit_runs/. A finished refit is kept (a resumed sweep refits only what is missing);
-    an unfinished one continues from its latest checkpoint (same run name)."""
-    import time
-
+    too: the TrainConfig is rebuilt from the trial's sample with all sc.epochs), `sc.refit_seeds` models each, one
+    Ray Train run per model: refit-<trial id> with the configuration's own seed, then refit-<trial id>-seed<S>
+    with seeds +1, +2, ... under refit_runs/. A finished refit run is kept (a resumed sweep refits only what is
+    missing); an unfinished one continues from its latest checkpoint (same run name)."""
     import ray
     from ray import tune
 
     from visionsweep.search.space import trial_train_config
     from visionsweep.trainables.ray_session import share_cpus
-    from visionsweep.trainables.ray_train import make_trainer, quiet_train_logs, raise_if_failed
 
     top = usable_rows(board, metric).head(sc.refit)
     if not len(top):
@@ -203,38 +201,80 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
     ref = ray.put(all_arrays)
     n_all = len(all_arrays["y_train"])
     record = read_record(sweep, REFIT_RECORD)
-    runs = st.join(sweep, REFIT_RUNS)
     resources = ray.cluster_resources()
     for row in top.itertuples():
         trial_id = str(row.trial_id)
-        name = f"refit-{trial_id}"
         cfg = trial_train_config(sc, configs[trial_id], use_gpu=setup.use_gpu, gpus_per_worker=setup.gpus_per_worker,
                                  pretrained=setup.pretrained)  # the trial's own recipe: weights, frozen epoch
         # One one-cycle over all epochs, as fit_one_cycle: the restarts at the rungs serve the search (each rung
         # judges an annealed model) but cost the final model accuracy (bench/bench_rungs.py: 0.956 vs 0.923 mean
         # final accuracy on digits, 0.604 vs 0.576 on textures), and a refit is judged by no rung.
         cfg = dataclasses.replace(share_cpus(cfg, resources), restarts=())  # one at a time: all the cluster's CPUs
-        if record.get(trial_id, {}).get("status") == "done" and _finished(st.join(runs, name), cfg.total_epochs):
-            log(f"refit {name}: already done, kept")
-            continue
-        log(f"refit {name}: {cfg.backbone}, max_lr {cfg.max_lr:.3g}, aug {cfg.aug:.2f}, {cfg.total_epochs} epochs "
-            f"(the full schedule; the trial ran {row.epochs}) on all {n_all} labelled images; its 'valid' metrics "
-            f"are on images it trained on, not held-out")
-        t0 = time.time()
-        entry = {"run": st.join(REFIT_RUNS, name), "backbone": cfg.backbone, "epochs": cfg.total_epochs,
+        old = record.get(trial_id, {})
+        entry = {"run": run_name(trial_id, cfg.seed, cfg.seed), "backbone": cfg.backbone, "epochs": cfg.total_epochs,
                  "train_images": n_all, "trial_epochs": int(row.epochs),
-                 "valid_metrics": "not held-out: the validation images are part of the refit's training set"}
-        try:
-            with quiet_train_logs():
-                raise_if_failed(make_trainer(cfg, setup.info, ref, storage=runs, name=name).fit())
-            entry.update(status="done", seconds=round(time.time() - t0, 1))
-            log(f"refit {name}: done in {time.time() - t0:.0f} s -> {runs}/{name}")
-        except Exception as err:  # predict falls back to the trial's own checkpoint and says so
-            entry.update(status="error", error=(str(err).strip().splitlines() or [""])[-1][:300])
-            log(f"refit {name} failed ({entry['error']}); predict will use the trial's own checkpoint")
+                 "valid_metrics": "not held-out: the validation images are part of the refit's training set",
+                 "models": []}
+        done_before = {m["run"]: m for m in refit_models(old) if m.get("status") == "done"}
+        for k in range(sc.refit_seeds):
+            seed = cfg.seed + k
+            run = run_name(trial_id, seed, cfg.seed)
+            if run in done_before and _finished(st.join(sweep, run), cfg.total_epochs):
+                log(f"refit {run.rsplit('/', 1)[-1]}: already done, kept")
+                entry["models"].append({**done_before[run], "seed": seed})  # the run's name implies its seed
+                continue
+            entry["models"].append(_refit_one(sweep, dataclasses.replace(cfg, seed=seed), setup, ref, run=run,
+                                              row=row, n_all=n_all, log=log))
+        done = [m for m in entry["models"] if m["status"] == "done"]
+        entry["status"] = "done" if done else "error"
+        if done:
+            entry["run"] = done[0]["run"]  # the leaderboard's refit column
+        else:
+            entry["error"] = entry["models"][0].get("error", "")
         record[trial_id] = entry
         st.write_text(st.join(sweep, REFIT_RECORD), json.dumps(record, indent=1))
     return record
+
+
+def run_name(trial_id: str, seed: int, first_seed: int) -> str:
+    """A refit run's path relative to the sweep: refit-<trial id> for the configuration's own seed (the name
+    sweeps had before refits took several seeds), refit-<trial id>-seed<S> for each further seed."""
+    return st.join(REFIT_RUNS, f"refit-{trial_id}" if seed == first_seed else f"refit-{trial_id}-seed{seed}")
+
+
+def _refit_one(sweep: str, cfg, setup, ref, *, run: str, row, n_all: int, log) -> dict:
+    """One refit model as a Ray Train run; its record entry (status done or error)."""
+    import time
+
+    from visionsweep.trainables.ray_train import make_trainer, quiet_train_logs, raise_if_failed
+
+    name = run.rsplit("/", 1)[-1]
+    log(f"refit {name}: {cfg.backbone}, max_lr {cfg.max_lr:.3g}, aug {cfg.aug:.2f}, seed {cfg.seed}, "
+        f"{cfg.total_epochs} epochs (the full schedule; the trial ran {row.epochs}) on all {n_all} labelled images; "
+        f"its 'valid' metrics are on images it trained on, not held-out")
+    t0 = time.time()
+    model = {"run": run, "seed": cfg.seed}
+    try:
+        with quiet_train_logs():
+            raise_if_failed(make_trainer(cfg, setup.info, ref, storage=st.join(sweep, REFIT_RUNS), name=name).fit())
+        model.update(status="done", seconds=round(time.time() - t0, 1))
+        log(f"refit {name}: done in {time.time() - t0:.0f} s -> {st.join(sweep, run)}")
+    except Exception as err:  # predict uses the configuration's other refit models, or the trial's own checkpoint
+        model.update(status="error", error=(str(err).strip().splitlines() or [""])[-1][:300])
+        log(f"refit {name} failed ({model['error']}); predict will use the other refit models of this "
+            f"configuration, or the trial's own checkpoint")
+    return model
+
+
+def refit_models(entry: dict) -> list[dict]:
+    """A refit record entry's models [{run, seed, status, ...}]; a record from before refits took several seeds
+    has one model, the entry itself."""
+    if not entry:
+        return []
+    if "models" in entry:
+        return entry["models"]
+    return [{"run": entry["run"], "seed": None, "status": entry.get("status"),
+             **({"error": entry["error"]} if "error" in entry else {})}]
 
 
 def _finished(run: str, epochs: int) -> bool:
@@ -244,15 +284,19 @@ def _finished(run: str, epochs: int) -> bool:
         return False
 
 
-def refit_checkpoint(sweep: str, trial_id: str):
-    """The refit model of a trial (the last epoch of its refit run), or None when it has none."""
+def refit_checkpoints(sweep: str, trial_id: str) -> tuple[list[tuple[dict, object]], dict | None]:
+    """([(model record, its last checkpoint)] for each finished refit model of a trial, the trial's refit entry
+    or None); the list is empty when it has none that can be read."""
     entry = read_record(sweep, REFIT_RECORD).get(str(trial_id))
-    if not entry or entry.get("status") != "done":
-        return None, entry
-    try:
-        return read_result(st.join(sweep, entry["run"])).checkpoint, entry
-    except Exception:
-        return None, entry
+    found = []
+    for model in refit_models(entry):
+        if model.get("status") != "done":
+            continue
+        try:
+            found.append((model, read_result(st.join(sweep, model["run"])).checkpoint))
+        except Exception:
+            continue
+    return found, entry
 
 
 def annotate(board, sweep: str, metric: str):
@@ -271,6 +315,9 @@ def annotate(board, sweep: str, metric: str):
         board["ci95_hi"] = [trials.get(t, {}).get("ci95_hi", math.nan) for t in ids]
     board["refit"] = [refit[t]["run"] if refit.get(t, {}).get("status") == "done" else
                       ("error" if t in refit else "") for t in ids]
+    if any(len(refit_models(e)) > 1 for e in refit.values()):
+        board["refit_models"] = [sum(m.get("status") == "done" for m in refit_models(refit.get(t, {})))
+                                 for t in ids]
     chosen = read_record(sweep, ensemble.ENSEMBLE_RECORD)
     if chosen:
         board["ensemble"] = ["member" if t in chosen["members"] else "left out" if t in chosen["left_out"] else ""

@@ -1,7 +1,7 @@
 """A notebook's sweep, predict and report, with refit and cross-validation, end to end on tiny data: each trial a
 2-fold cross-validation (`folds=2`: two fold models side by side, scored by their mean); `refit=1` retrains the best
-configuration on train + valid as a Ray Train run, records it, and `predict` uses it (or, with --no-refit, the
-trial's own fold models averaged)."""
+configuration on train + valid, one Ray Train run per seed (refit_seeds, default 2), records them, and `predict`
+averages them (or, with --no-refit, the trial's own fold models)."""
 
 import json
 
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tmp_path,
                                                                                           monkeypatch):
     """`import visionsweep` in a notebook: sweep, predict and report return typed results; each trial is scored by
-    its fold models' mean; the sweep refits its best configuration on train + valid as a Ray Train run, and
-    predict uses that model (or, with refit=False, the average of the trial's fold models)."""
+    its fold models' mean; the sweep refits its best configuration on train + valid with two seeds, a Ray Train run
+    each, and predict averages those models (or, with refit=False, the trial's fold models)."""
     data_dir = digits_csv_folder(tmp_path / "cactus" / "data")
     storage = tmp_path / "sweeps"
     printed = []
@@ -45,8 +45,13 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     board = pd.read_csv(sweep / "leaderboard.csv")
     best = board.iloc[0]
     assert best["refit"] == f"refit_runs/refit-{best['trial_id']}" and board["refit"].isna().sum() == 1, board
+    assert best["refit_models"] == 2 and board.iloc[1]["refit_models"] == 0, board
     record = json.loads((sweep / "refit.json").read_text())[best["trial_id"]]
     assert record["status"] == "done" and record["epochs"] == 2 and "not held-out" in record["valid_metrics"]
+    # One model per seed: the configuration's own (42), then 43, each a finished Ray Train run of its own.
+    runs = [f"refit_runs/refit-{best['trial_id']}", f"refit_runs/refit-{best['trial_id']}-seed43"]
+    assert [(m["run"], m["seed"], m["status"]) for m in record["models"]] == [(runs[0], 42, "done"),
+                                                                              (runs[1], 43, "done")], record
     spec = spec_from_dict({"root": data_dir})
     data = load_dataset(spec, log=lambda m: None)
     n_labelled = len(data.y_train) + (0 if data.y_valid is None else len(data.y_valid))
@@ -79,12 +84,20 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     out = tmp_path / "sub.csv"
     frame = vs.predict(sweep, data_dir, out=out, top_k=1, tta=False, log=lines.append)
     assert any("refit on all" in line for line in lines), lines
-    (label, ckpt), = resolve_sources(str(sweep), top_k=1)
-    assert f"refit_runs/refit-{best['trial_id']}" in label
-    with ckpt.as_directory() as d:
-        model, meta, task = load_for_inference(d, torch.device("cpu"))
-        expected = predict_probs(model, task, data.x_test, device=torch.device("cpu"), tta=False)
-        assert meta.epoch == 2
+    sources = resolve_sources(str(sweep), top_k=1)
+    assert [label.split("(")[-1].split(";")[0] for label, _ in sources] == runs, sources
+    assert "seed 42" in sources[0][0] and "seed 43" in sources[1][0]
+    probs, weights, seeds = [], [], []
+    for _, ckpt in sources:
+        with ckpt.as_directory() as d:
+            model, meta, task = load_for_inference(d, torch.device("cpu"))
+            probs.append(predict_probs(model, task, data.x_test, device=torch.device("cpu"), tta=False))
+            weights.append(torch.cat([p.flatten() for p in model.parameters()]))
+            assert meta.epoch == 2
+            seeds.append(meta.config["seed"])
+    assert seeds == [42, 43] and not torch.equal(*weights)  # two models, not one twice
+    expected = np.mean(probs, axis=0)
+    assert "mean of 2 models" in lines[-1], lines
     written = pd.read_csv(out)
     assert list(frame.columns) == list(written.columns) and frame["id"].tolist() == written["id"].tolist()
     sample = pd.read_csv(data_dir / "sample_submission.csv")
@@ -127,3 +140,14 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     offline = sorted((sweep / "wandb").glob("offline-run-*"))
     assert len(offline) == 2 and all(any(d.glob("*.wandb")) for d in offline), offline
 
+
+    # --resume with more seeds: the finished refit models are kept, only the missing seed is trained.
+    printed = []
+    vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"], image_size=16,
+             batch_size=32, pretrained=False, cpu=True, refit=1, refit_seeds=3, folds=2, top_k=1, resume=True,
+             log=printed.append)
+    printed = "\n".join(map(str, printed))
+    assert printed.count("already done, kept") == 2 and f"refit refit-{best['trial_id']}-seed44: done" in printed
+    record = json.loads((sweep / "refit.json").read_text())[best["trial_id"]]
+    assert [(m["seed"], m["status"]) for m in record["models"]] == [(42, "done"), (43, "done"), (44, "done")]
+    assert len(resolve_sources(str(sweep), top_k=1)) == 3

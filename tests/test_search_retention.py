@@ -59,17 +59,26 @@ def test_the_trials_predicts_ensemble_reads_keep_their_weights(tmp_path):
 
 
 def test_a_finished_refit_keeps_its_last_weights_and_an_unfinished_one_everything(tmp_path):
+    """Each refit model (one run per seed) of refit.json; a record written before refits took several seeds
+    (one run per trial, no "models") is read as one model."""
     from visionsweep.search.retention import retain_refits
 
     runs = tmp_path / "refit_runs"
-    done, broken = _run(runs, "a", [0.9, 0.95]), _run(runs, "b", [0.9])
-    for run in (done, broken):
+    made = [_run(runs, "a", [0.9, 0.95]), _run(runs, "a-seed43", [0.9, 0.9]), _run(runs, "b", [0.9]),
+            _run(runs, "c", [0.8, 0.9])]
+    for run in made:
         run.rename(run.with_name(run.name.replace("train-", "refit-")))
-    (tmp_path / "refit.json").write_text(json.dumps({"a": {"status": "done", "epochs": 2},
-                                                     "b": {"status": "error", "epochs": 2}}))
+    (tmp_path / "refit.json").write_text(json.dumps({
+        "a": {"run": "refit_runs/refit-a", "status": "done", "epochs": 2,
+              "models": [{"run": "refit_runs/refit-a", "seed": 42, "status": "done"},
+                         {"run": "refit_runs/refit-a-seed43", "seed": 43, "status": "done"}]},
+        "b": {"run": "refit_runs/refit-b", "status": "error", "epochs": 2,
+              "models": [{"run": "refit_runs/refit-b", "seed": 42, "status": "error"}]},
+        "c": {"run": "refit_runs/refit-c", "status": "done", "epochs": 2}}))
     retain_refits(str(runs))
     left = {str(p.relative_to(runs)) for p in runs.rglob("*") if p.is_file() and p.suffix != ".json"}
-    assert left == {"refit-a/checkpoint_2/model.safetensors",
+    assert left == {"refit-a/checkpoint_2/model.safetensors", "refit-a-seed43/checkpoint_2/model.safetensors",
+                    "refit-c/checkpoint_2/model.safetensors",
                     "refit-b/checkpoint_1/model.safetensors", "refit-b/checkpoint_1/train_state.pt"}, left
     for run in ("refit-a", "refit-b"):  # Train's record stays: predict finds the refit model through it
         assert (runs / run / "checkpoint_manager_snapshot.json").is_file()

@@ -17,7 +17,7 @@ def test_defaults_are_a_small_tpe_asha_sweep_over_three_backbones():
     assert (sc.image_sizes, sc.batch_sizes, sc.freeze_epochs) == ((), (), ())
     assert (sc.workers_per_trial, sc.gpus_per_trial, sc.cpus_per_worker, sc.max_concurrent) == (1, None, 1.0, None)
     assert (sc.metric, sc.searcher, sc.early_stopping, sc.time_budget) == ("auto", "tpe", "asha", None)
-    assert (sc.top_k, sc.refit, sc.seed) == (3, 1, 0)
+    assert (sc.top_k, sc.refit, sc.refit_seeds, sc.seed) == (3, 1, 2, 0)
     assert sc.restart_at_rungs and sc.recipe_first and not sc.lr_find and not sc.keep_all
     assert (sc.mlflow, sc.wandb) == (None, None)
     assert SEARCHERS == ("tpe", "random") and EARLY_STOPPING == ("asha", "none")
@@ -68,6 +68,7 @@ def test_single_values_and_lists_become_tuples():
     ("top_k", 0, "--top-k must be >= 1, got 0"),
     ("startup_trials", 0, "--startup-trials must be >= 1, got 0"),
     ("refit", -1, "--refit must be >= 0 (0 = no refit), got -1"),
+    ("refit_seeds", 0, "--refit-seeds must be >= 1 (models per refit configuration), got 0"),
     ("weight_decay_range", (0.0, 0.1), "weight_decay_range must be [lo, hi] with 0 < lo <= hi, got (0.0, 0.1)"),
     ("weight_decay_range", (0.1, 1e-3), "weight_decay_range must be [lo, hi] with 0 < lo <= hi"),
     ("lr_ranges", {"resnet18": [1e-3, 1e-4]},
