@@ -19,12 +19,16 @@ UNFINISHED = "unfinished (--resume continues it)"
 
 
 def leaderboard(results, *, metric: str, mode: str, train_runs: str, max_epochs: int | None = None,
-                statuses: dict | None = None, configs: dict | None = None) -> pd.DataFrame:
+                statuses: dict | None = None, configs: dict | None = None, orders: dict | None = None
+                ) -> pd.DataFrame:
     """From Tune's ResultGrid (+ the trials' saved statuses): sorted best first; failed trials last, with
-    their error. A trial is "stopped early" by ASHA or the time budget, "unfinished" after Ctrl-C or a kill."""
+    their error. A trial is "stopped early" by ASHA or the time budget, "unfinished" after Ctrl-C or a kill.
+    `orders`: trial id -> the number the searcher created it with (creation_order), which breaks ties; without
+    it, the results' own order."""
     rows = []
-    for order, r in enumerate(results, start=1):
+    for position, r in enumerate(results, start=1):
         trial_id = (r.metrics or {}).get("trial_id") or Path(r.path).name.rsplit("-", 1)[-1]
+        order = (orders or {}).get(trial_id, position)
         config = r.config or (configs or {}).get(trial_id) or {}  # a trial that failed before reporting
         params = flat_params(config)
         # Train's record, whole after a crash; Tune's restarts at the resumed epoch (search/history.py)
@@ -115,6 +119,19 @@ def write_leaderboard(board: pd.DataFrame, sweep: str, *, metric: str) -> None:
     st.write_text(st.join(sweep, "leaderboard.md"), f"# Leaderboard ({metric})\n\n" + notes + to_markdown(board))
 
 
+def creation_order(trials) -> dict:
+    """trial id -> the number Tune's search generator gave the trial when it created it (its experiment tag
+    "<n>_<params>"). Tune's own list of trials is not that order after a --resume (seen: the restored state listed
+    trial 2 first), and ties on the metric, common on a few dozen validation images, are broken by it: without a
+    fixed order a resumed sweep could rank another of the tied trials first and refit it."""
+    orders = {}
+    for t in trials:
+        head = str(getattr(t, "experiment_tag", "") or "").split("_", 1)[0]
+        if head.isdigit():
+            orders[t.trial_id] = int(head)
+    return orders
+
+
 def sweep_leaderboard(sweep: str, *, with_histories: bool = False):
     """Rebuilt from Tune's own record of the sweep (works offline, and after a killed driver)."""
     from ray import tune
@@ -130,7 +147,8 @@ def sweep_leaderboard(sweep: str, *, with_histories: bool = False):
     statuses = {t.trial_id: t.status for t in analysis.trials}
     configs = {t.trial_id: t.config for t in analysis.trials}
     board = leaderboard(results, metric=info.metric, mode=info.mode, train_runs=st.join(sweep, "train_runs"),
-                        max_epochs=info.epochs, statuses=statuses, configs=configs)
+                        max_epochs=info.epochs, statuses=statuses, configs=configs,
+                        orders=creation_order(analysis.trials))
     from visionsweep.search.refit import annotate
 
     board = annotate(board, sweep, info.metric)  # noise.json and refit.json, when the sweep has them

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from visionsweep.search import history
-from visionsweep.search.leaderboard import UNFINISHED, leaderboard, to_markdown, write_leaderboard
+from visionsweep.search.leaderboard import UNFINISHED, creation_order, leaderboard, to_markdown, write_leaderboard
 from visionsweep.search.space import tune_sample
 from visionsweep.search.sweep import compact
 
@@ -48,6 +48,22 @@ def test_ranked_best_first_for_a_max_metric_with_params_best_last_and_epochs():
     assert best["best_accuracy"] == 0.9 and best["last_accuracy"] == 0.85 and best["epochs"] == 3
     assert list(board["order"]) == [2, 1, 3]  # the order the trials were run in
     assert best["train_run"] == f"{RUNS}/train-b" and best["error"] == ""
+
+
+def test_ties_rank_by_the_order_the_searcher_created_the_trials_not_by_tunes_list():
+    """After a --resume, Tune's restored state lists the trials in another order (seen: 2, 4, 1, 3); a tie at
+    the top must still go to the trial created first, or the resumed sweep refits a different configuration."""
+    tags = [SimpleNamespace(trial_id="b", experiment_tag="2_aug=0.5000,backbone=resnet18"),
+            SimpleNamespace(trial_id="d", experiment_tag="4_aug=0.9406,backbone=resnet18"),
+            SimpleNamespace(trial_id="a", experiment_tag="1_aug=0.5000,backbone=resnet18"),
+            SimpleNamespace(trial_id="x", experiment_tag="custom")]
+    orders = creation_order(tags)
+    assert orders == {"b": 2, "d": 4, "a": 1}
+    listed = [result("b", [0.9]), result("d", [1.0]), result("a", [1.0])]
+    board = leaderboard(listed, metric="accuracy", mode="max", train_runs=RUNS, orders=orders)
+    assert board["trial_id"].tolist() == ["a", "d", "b"] and board["order"].tolist() == [1, 4, 2]
+    # without the searcher's numbers: the results' own order
+    assert leaderboard(listed, metric="accuracy", mode="max", train_runs=RUNS)["trial_id"].tolist() == ["d", "a", "b"]
 
 
 def test_a_min_metric_ranks_the_lowest_loss_first():
