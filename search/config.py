@@ -66,9 +66,9 @@ class SearchConfig:
     # which matters most on the small data where a sweep's selection is least reliable. 0 = off.
     refit: int = 1
     # Models per refit configuration, each with its own seed (the configuration's seed, then +1, +2, ...):
-    # predict averages them, Kaggle's seed averaging. Default 2: on 12 kept benchmark sweeps (digits, textures,
-    # faces; bench/README.md, 2026-12-06) a second seed was never worse held-out and better on 7; it costs one
-    # more refit (one more trial's compute). 1 = one refit model per configuration.
+    # predict averages them, Kaggle's seed averaging. Default 2: on the 24 kept sweeps of the search benchmark
+    # (bench/README.md, 2026-12-06) a second seed raised the held-out score on 10 and lowered it on 2; it costs
+    # one more refit (one more trial's compute). 1 = one refit model per configuration.
     refit_seeds: int = 2
     # K > 1: K-fold cross-validation over every labelled image (train + valid): each trial trains K models side by
     # side, its score is their mean held-out metric, its predictions their ensemble. For small data, where one

@@ -34,17 +34,18 @@ def resolve_sources(source: str, *, top_k: int, refit: bool = True, selected: bo
             raise DataError(f"sweep {source} has no finished trial with a {info.metric} yet")
         out = []
         for row in usable.itertuples():
-            models, entry = refit_checkpoints(source, row.trial_id) if refit else ([], None)
+            models, entry, unreadable = refit_checkpoints(source, row.trial_id) if refit else ([], None, [])
+            lost = f"; its refit run(s) {', '.join(unreadable)} cannot be read" if unreadable else ""
             if models:  # the configuration's refit models, one per seed, each averaged in as one model
                 out += [(f"trial {row.trial_id} {row.backbone} refit on all {entry['train_images']} labelled images, "
                          f"{entry['epochs']} epochs" + (f", seed {model['seed']}" if model.get("seed") is not None
-                                                        else "") + f" ({model['run']}; no held-out score)", ckpt)
+                                                        else "") + f" ({model['run']}; no held-out score{lost})", ckpt)
                         for model, ckpt in models]
                 continue
             result = read_result(row.train_run)
             ckpt = result.get_best_checkpoint(info.metric, info.mode) or result.checkpoint
             value = getattr(row, f"best_{info.metric}")
-            why = "--no-refit" if not refit else "refit failed" if entry else "not refit"
+            why = "--no-refit" if not refit else ("refit failed" + lost) if entry else "not refit"
             out.append((f"trial {row.trial_id} {row.backbone} best checkpoint of the sweep ({info.metric} "
                         f"{value:.4f}; {why})", ckpt))
         return out

@@ -284,19 +284,19 @@ def _finished(run: str, epochs: int) -> bool:
         return False
 
 
-def refit_checkpoints(sweep: str, trial_id: str) -> tuple[list[tuple[dict, object]], dict | None]:
+def refit_checkpoints(sweep: str, trial_id: str) -> tuple[list[tuple[dict, object]], dict | None, list[str]]:
     """([(model record, its last checkpoint)] for each finished refit model of a trial, the trial's refit entry
-    or None); the list is empty when it has none that can be read."""
+    or None, the runs of finished models whose checkpoint cannot be read, e.g. a deleted folder)."""
     entry = read_record(sweep, REFIT_RECORD).get(str(trial_id))
-    found = []
+    found, unreadable = [], []
     for model in refit_models(entry):
         if model.get("status") != "done":
             continue
         try:
             found.append((model, read_result(st.join(sweep, model["run"])).checkpoint))
         except Exception:
-            continue
-    return found, entry
+            unreadable.append(model["run"])
+    return found, entry, unreadable
 
 
 def annotate(board, sweep: str, metric: str):

@@ -151,3 +151,9 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     record = json.loads((sweep / "refit.json").read_text())[best["trial_id"]]
     assert [(m["seed"], m["status"]) for m in record["models"]] == [(42, "done"), (43, "done"), (44, "done")]
     assert len(resolve_sources(str(sweep), top_k=1)) == 3
+    # A refit model whose run folder is gone: predict uses the others and every model's line says which is missing.
+    import shutil
+
+    shutil.rmtree(sweep / "refit_runs" / f"refit-{best['trial_id']}-seed44")
+    labels = [label for label, _ in resolve_sources(str(sweep), top_k=1)]
+    assert len(labels) == 2 and all(f"refit-{best['trial_id']}-seed44 cannot be read" in label for label in labels)
