@@ -20,7 +20,8 @@ outside DATA), in one run on one machine, through the real command line in subpr
 Every submission is scored on the held-out solution with scikit-learn (accuracy, or ROC AUC for the binary set).
 Columns: held-out score; the best validation score the method itself saw (the winner's curse shows as valid >>
 held-out); trial-epochs actually trained (a sweep: rows of every trial's progress.csv, cross-checked against the
-epoch histories of its Train runs under train_runs/, which also count any refit); wall seconds (train/sweep +
+epoch histories of its Train runs under train_runs/; the refit runs' epochs, under refit_runs/, in the notes: every
+method pays them, --refit configurations x --refit-seeds models x epochs); wall seconds (train/sweep +
 predict); wall / the recipe's mean wall on the same dataset.
 
 `--searcher` / `--early-stopping` are new sweep options; the script reads `visionsweep sweep --help` and, if the
@@ -142,6 +143,12 @@ def sweep_epochs(sweep: Path) -> tuple[int, int, int]:
     return rows, train, trials
 
 
+def refit_epochs(sweep: Path) -> int:
+    """Epochs of the sweep's refit models (one Train run each under refit_runs/), from their histories."""
+    runs = sweep / "refit_runs"
+    return sum(len(h) for h in _meta_histories(runs).values()) if runs.is_dir() else 0
+
+
 def sweep_best_valid(sweep: Path) -> float:
     import pandas as pd
 
@@ -234,6 +241,7 @@ def sweep_and_score(bs, *, tag: str, seed: int, args, work: Path, logs: Path, ex
     trial_epochs, train_epochs = trial_epochs * folds, train_epochs * folds  # a fold model's epoch costs a trial-epoch
     row.update(status="ok", score=search_data.score(bs, sub), valid=sweep_best_valid(sweep),
                trial_epochs=trial_epochs, train_epochs=train_epochs, trials=n_trials, budget=budget,
+               refit_epochs=refit_epochs(sweep),
                wall_train_s=wall_sweep, wall_s=wall_sweep + wall_pred, search=sweep_search_desc(sweep))
     if not args.keep:
         shutil.rmtree(sweep, ignore_errors=True)
@@ -265,6 +273,9 @@ def table(rows: list[dict]) -> str:
             if ok and ok[0].get("budget"):
                 notes = "; ".join(filter(None, [f"budget {ok[0]['budget']} trial-epochs, {ok[0]['trials']} trials",
                                                 ok[0].get("search", ""), notes]))
+            if ok and any(r.get("refit_epochs") for r in ok):
+                notes = "; ".join(filter(None, [notes, "refit epochs " + ", ".join(
+                    str(r.get("refit_epochs", 0)) for r in ok)]))
             if ok and any(r["train_epochs"] != r["trial_epochs"] for r in ok):
                 notes = "; ".join(filter(None, [notes, "Train-run epochs " + ", ".join(
                     str(r["train_epochs"]) for r in ok)]))
