@@ -186,6 +186,12 @@ def test_the_compact_console_view_has_no_paths_and_short_errors():
     assert view.loc[1, "error"] == "E" * 60
     clean = compact(board.iloc[:1], metric="accuracy")
     assert "error" not in clean  # an all-empty error column is dropped
+    # refit: how many models (their runs are in leaderboard.csv); a sweep from before refit seeds has one each
+    refit = board.assign(refit=["refit_runs/refit-a", "error"], refit_models=[2, 0])
+    assert compact(refit, metric="accuracy")["refit"].tolist() == ["2 models", "error"]
+    assert "refit_models" not in compact(refit, metric="accuracy")
+    old = board.assign(refit=["refit_runs/refit-a", ""])
+    assert compact(old, metric="accuracy")["refit"].tolist() == ["1 model", ""]
 
 
 def test_tied_trials_keep_the_order_they_ran_in():
