@@ -26,22 +26,31 @@ pytestmark = pytest.mark.slow
 def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tmp_path,
                                                                                           monkeypatch):
     """`import visionsweep` in a notebook: sweep, predict and report return typed results; each trial is scored by
-    its fold models' mean; the sweep refits its best configuration on train + valid with two seeds, a Ray Train run
-    each, and predict averages those models (or, with refit=False, the trial's fold models)."""
+    its fold models' mean; the sweep refits its best configuration on train + valid (one seed, then a --resume adds
+    the second: a Ray Train run per seed), and predict averages those models (or, with refit=False, the trial's fold
+    models)."""
     data_dir = digits_csv_folder(tmp_path / "cactus" / "data")
     storage = tmp_path / "sweeps"
     printed = []
     monkeypatch.setenv("WANDB_MODE", "offline")  # W&B runs written into the sweep folder, as a user without a key
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     result = vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"],
-                      image_size=16, batch_size=32, pretrained=False, cpu=True, refit=1, folds=2, top_k=1,
-                      log=printed.append,
-                      mlflow=tracking, wandb="visionsweep-tests")
+                      image_size=16, batch_size=32, pretrained=False, cpu=True, refit=1, refit_seeds=1, folds=2,
+                      top_k=1, log=printed.append, mlflow=tracking, wandb="visionsweep-tests")
     printed = "\n".join(map(str, printed))
+    sweep = storage / "rf"
+    first = json.loads((sweep / "refit.json").read_text())
+    (trial, entry), = first.items()
+    assert [(m["run"], m["seed"], m["status"]) for m in entry["models"]] == [(f"refit_runs/refit-{trial}", 42, "done")]
+    # --resume with the default two seeds: the finished refit model is kept, only the missing seed is trained.
+    resumed = []
+    vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"], image_size=16,
+             batch_size=32, pretrained=False, cpu=True, refit=1, folds=2, top_k=1, resume=True, log=resumed.append)
+    resumed = "\n".join(map(str, resumed))
+    assert resumed.count("already done, kept") == 1 and f"refit refit-{trial}-seed43: done" in resumed, resumed
     assert isinstance(result.leaderboard, pd.DataFrame) and len(result.leaderboard) == 2
     assert result.metric == "auc" and result.best["best_auc"] == result.leaderboard["best_auc"].max()
     assert str(result.path) == str(storage / "rf")
-    sweep = storage / "rf"
     board = pd.read_csv(sweep / "leaderboard.csv")
     best = board.iloc[0]
     assert best["refit"] == f"refit_runs/refit-{best['trial_id']}" and board["refit"].isna().sum() == 1, board
@@ -49,6 +58,7 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     record = json.loads((sweep / "refit.json").read_text())[best["trial_id"]]
     assert record["status"] == "done" and record["epochs"] == 2 and "not held-out" in record["valid_metrics"]
     # One model per seed: the configuration's own (42), then 43, each a finished Ray Train run of its own.
+    assert best["trial_id"] == trial
     runs = [f"refit_runs/refit-{best['trial_id']}", f"refit_runs/refit-{best['trial_id']}-seed43"]
     assert [(m["run"], m["seed"], m["status"]) for m in record["models"]] == [(runs[0], 42, "done"),
                                                                               (runs[1], 43, "done")], record
@@ -140,20 +150,9 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     offline = sorted((sweep / "wandb").glob("offline-run-*"))
     assert len(offline) == 2 and all(any(d.glob("*.wandb")) for d in offline), offline
 
-
-    # --resume with more seeds: the finished refit models are kept, only the missing seed is trained.
-    printed = []
-    vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"], image_size=16,
-             batch_size=32, pretrained=False, cpu=True, refit=1, refit_seeds=3, folds=2, top_k=1, resume=True,
-             log=printed.append)
-    printed = "\n".join(map(str, printed))
-    assert printed.count("already done, kept") == 2 and f"refit refit-{best['trial_id']}-seed44: done" in printed
-    record = json.loads((sweep / "refit.json").read_text())[best["trial_id"]]
-    assert [(m["seed"], m["status"]) for m in record["models"]] == [(42, "done"), (43, "done"), (44, "done")]
-    assert len(resolve_sources(str(sweep), top_k=1)) == 3
-    # A refit model whose run folder is gone: predict uses the others and every model's line says which is missing.
+    # A refit model whose run folder is gone: predict uses the other and its line says which is missing.
     import shutil
 
-    shutil.rmtree(sweep / "refit_runs" / f"refit-{best['trial_id']}-seed44")
+    shutil.rmtree(sweep / "refit_runs" / f"refit-{trial}-seed43")
     labels = [label for label, _ in resolve_sources(str(sweep), top_k=1)]
-    assert len(labels) == 2 and all(f"refit-{best['trial_id']}-seed44 cannot be read" in label for label in labels)
+    assert len(labels) == 1 and f"refit-{trial}-seed43 cannot be read" in labels[0], labels
