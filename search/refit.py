@@ -211,7 +211,7 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
         # final accuracy on digits, 0.604 vs 0.576 on textures), and a refit is judged by no rung.
         cfg = dataclasses.replace(share_cpus(cfg, resources), restarts=())  # one at a time: all the cluster's CPUs
         old = record.get(trial_id, {})
-        entry = {"run": run_name(trial_id, cfg.seed, cfg.seed), "backbone": cfg.backbone, "epochs": cfg.total_epochs,
+        entry = {"backbone": cfg.backbone, "epochs": cfg.total_epochs,
                  "train_images": n_all, "trial_epochs": int(row.epochs),
                  "valid_metrics": "not held-out: the validation images are part of the refit's training set",
                  "models": []}
@@ -226,10 +226,9 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
             entry["models"].append(_refit_one(sweep, dataclasses.replace(cfg, seed=seed), setup, ref, run=run,
                                               row=row, n_all=n_all, log=log))
         done = [m for m in entry["models"] if m["status"] == "done"]
-        entry["status"] = "done" if done else "error"
-        if done:
-            entry["run"] = done[0]["run"]  # the leaderboard's refit column
-        else:
+        # "run": the leaderboard's refit column, the first model that finished
+        entry.update(run=(done or entry["models"])[0]["run"], status="done" if done else "error")
+        if not done:
             entry["error"] = entry["models"][0].get("error", "")
         record[trial_id] = entry
         st.write_text(st.join(sweep, REFIT_RECORD), json.dumps(record, indent=1))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from visionsweep.search import storage as st
 from visionsweep.search.leaderboard import UNFINISHED, ensemble_rows, usable_rows
-from visionsweep.search.refit import REFIT_RECORD, refit_models
+from visionsweep.search.refit import REFIT_RECORD, read_record, refit_models
 from visionsweep.trainables.checkpoint import STATE, WEIGHTS
 
 
@@ -98,9 +98,8 @@ def retain_refits(refit_runs: str) -> int:
     finish keeps everything, so `--resume` continues it. Returns the bytes freed."""
     if st.is_remote(refit_runs) or not Path(refit_runs).is_dir():
         return 0
-    record = Path(refit_runs).parent / REFIT_RECORD
     totals = {}  # run folder name -> its epochs, for the refit models the record says are done
-    for entry in (json.loads(record.read_text()) if record.is_file() else {}).values():
+    for entry in read_record(str(Path(refit_runs).parent), REFIT_RECORD).values():
         for model in refit_models(entry):
             if model.get("status") == "done":
                 totals[Path(model["run"]).name] = entry.get("epochs")
