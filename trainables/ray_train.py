@@ -134,7 +134,10 @@ def _interruptible(base):
     gracefully, as Ray Train's own handler does, and then raises KeyboardInterrupt in the caller. Ray's handler
     ends the process instead (sys.exit inside the handler: status 1, no message, measured), and stays installed
     after fit() returns; here the caller's handler is put back. Tune's trials run fit() in a thread, where no
-    handler is installed at all."""
+    handler is installed at all.
+
+    Also: no DatasetManager actor. Ray Train 2.60 starts one for every run, Ray Datasets or not (one more process
+    per run, ~1.3 s of CPU importing Ray Data); visionsweep's runs pass arrays, never `datasets`."""
     import ray
 
     class InterruptibleTrainer(base):
@@ -153,8 +156,6 @@ def _interruptible(base):
             signal.signal(signal.SIGINT, handler)
 
         def _create_default_callbacks(self) -> list:
-            # Ray Train 2.60 starts a DatasetManager actor for every run, Ray Datasets or not: one more process and
-            # its imports of Ray Data (~1.5 s of CPU), per trial. visionsweep's runs pass arrays, never `datasets`.
             from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 
             callbacks = super()._create_default_callbacks()
