@@ -22,7 +22,9 @@ Columns: held-out score; the best validation score the method itself saw (the wi
 held-out); trial-epochs actually trained (a sweep: rows of every trial's progress.csv, cross-checked against the
 epoch histories of its Train runs under train_runs/; the refit runs' epochs, under refit_runs/, in the notes: every
 method pays them, --refit configurations x --refit-seeds models x epochs); wall seconds (train/sweep +
-predict); wall / the recipe's mean wall on the same dataset.
+predict); wall / the recipe's mean wall on the same dataset. Then issue 8's goals as paired comparisons with a
+bootstrap interval over the test images (bench_compare.py: each sweep against the best recipe run, each budget
+sweep against random search of its seed), so a difference of one or two test images reads as what it is.
 
 `--searcher` / `--early-stopping` are new sweep options; the script reads `visionsweep sweep --help` and, if the
 installed command lacks them, says so and skips `random` (the default sweep runs either way).
@@ -47,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_compare  # noqa: E402
 import search_data  # noqa: E402
 
 METHODS = ("recipe", "lite0", "random", "sweep", "budget", "cv")
@@ -189,7 +192,7 @@ def train_and_score(bs, *, tag: str, seed: int, args, work: Path, logs: Path, ex
                         logs / f"{bs.name}-{tag}-s{seed}-predict.log")
     if rc != 0:
         return {**row, "status": f"predict exit {rc}: {tail(logs / f'{bs.name}-{tag}-s{seed}-predict.log')}"}
-    row.update(status="ok", score=search_data.score(bs, sub), valid=run_best_valid(run_dir),
+    row.update(status="ok", score=search_data.score(bs, sub), submission=str(sub), valid=run_best_valid(run_dir),
                trial_epochs=run_epochs(run_dir), train_epochs=run_epochs(run_dir), trials=1,
                wall_train_s=wall_train, wall_s=wall_train + wall_pred)
     if not args.keep:
@@ -239,7 +242,7 @@ def sweep_and_score(bs, *, tag: str, seed: int, args, work: Path, logs: Path, ex
     folds = int(extra[extra.index("--folds") + 1]) if "--folds" in extra else 1
     budget = int(extra[extra.index("--epoch-budget") + 1]) if "--epoch-budget" in extra else trials * args.epochs
     trial_epochs, train_epochs = trial_epochs * folds, train_epochs * folds  # a fold model's epoch costs a trial-epoch
-    row.update(status="ok", score=search_data.score(bs, sub), valid=sweep_best_valid(sweep),
+    row.update(status="ok", score=search_data.score(bs, sub), submission=str(sub), valid=sweep_best_valid(sweep),
                trial_epochs=trial_epochs, train_epochs=train_epochs, trials=n_trials, budget=budget,
                refit_epochs=refit_epochs(sweep),
                wall_train_s=wall_sweep, wall_s=wall_sweep + wall_pred, search=sweep_search_desc(sweep))
@@ -393,6 +396,15 @@ def main(argv=None) -> None:
                 else:
                     print(f"{name} {row['method']} seed {seed}: {row['status']}", flush=True)
     print("\n" + table(rows))
+    comparisons = [c for name in dict.fromkeys(r["dataset"] for r in rows)
+                   for c in bench_compare.goal_comparisons(
+                       search_data.built(out / "data", name),
+                       {(r["method"], int(r["seed"])): Path(r["submission"]) for r in rows
+                        if r["dataset"] == name and r["status"] == "ok"})]
+    if comparisons:
+        print(bench_compare.table(comparisons))
+        with open(md_path, "a") as f:
+            f.write("\n" + bench_compare.table(comparisons))
     print(f"results: {csv_path}, {md_path}; logs in {logs}")
 
 

@@ -228,30 +228,37 @@ def build(root: Path, name: str, *, seed: int = 0) -> BenchSet:
     stamp = {"version": VERSION, "name": name, "seed": seed}
     marker = out / MARKER
     if marker.is_file() and json.loads(marker.read_text()).get("stamp") == stamp:
-        info = json.loads(marker.read_text())["info"]
-    else:
-        if out.exists() and not marker.is_file():
-            raise FileExistsError(f"{out} exists and is not a search-data folder; choose another root")
-        tmp = root / f".{name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        info = BUILDERS[name](tmp, seed)
-        truth = pd.read_csv(tmp / "solution.csv", dtype=str)
-        n_train, n_test = _count(tmp / "data")
-        info.update(n_train=n_train, n_test=n_test, n_classes=int(truth[info["label_col"]].nunique()))
-        if len(truth) != n_test:
-            raise RuntimeError(f"{name}: {n_test} test images but {len(truth)} solution rows")
-        (tmp / MARKER).write_text(json.dumps({"stamp": stamp, "info": info}))
-        if out.exists():
-            shutil.rmtree(out)  # an older build of ours (the marker says so)
-        os.replace(tmp, out)
+        return built(root, name)
+    if out.exists() and not marker.is_file():
+        raise FileExistsError(f"{out} exists and is not a search-data folder; choose another root")
+    tmp = root / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    info = BUILDERS[name](tmp, seed)
+    truth = pd.read_csv(tmp / "solution.csv", dtype=str)
+    n_train, n_test = _count(tmp / "data")
+    info.update(n_train=n_train, n_test=n_test, n_classes=int(truth[info["label_col"]].nunique()))
+    if len(truth) != n_test:
+        raise RuntimeError(f"{name}: {n_test} test images but {len(truth)} solution rows")
+    (tmp / MARKER).write_text(json.dumps({"stamp": stamp, "info": info}))
+    if out.exists():
+        shutil.rmtree(out)  # an older build of ours (the marker says so)
+    os.replace(tmp, out)
+    return built(root, name)
+
+
+def built(root: Path, name: str) -> BenchSet:
+    """The set `build` made under root, whatever its seed (never rebuilds)."""
+    out = Path(root).expanduser().resolve() / name
+    if not (out / MARKER).is_file():
+        raise FileNotFoundError(f"{out} holds no set built by bench/search_data.py")
+    info = json.loads((out / MARKER).read_text())["info"]
     return BenchSet(name=name, data=out / "data", solution=out / "solution.csv", **info)
 
 
-def score(bs: BenchSet, submission: Path) -> float:
-    """Held-out score of a submission file against the set's solution (scikit-learn metrics)."""
-    from sklearn.metrics import accuracy_score, roc_auc_score
-
+def held_out(bs: BenchSet, submission: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, prediction) for every test image, in solution.csv's order: for AUC, 0/1 truth and the submitted
+    probability of the positive class; for accuracy, the two labels as strings."""
     truth = pd.read_csv(bs.solution, dtype={"id": str})
     pred = pd.read_csv(submission, dtype={"id": str})
     merged = truth.merge(pred, on="id", how="left", suffixes=("_true", "_pred"), validate="one_to_one")
@@ -259,9 +266,19 @@ def score(bs: BenchSet, submission: Path) -> float:
     if merged[col_p].isna().any():
         raise ValueError(f"{submission} lacks predictions for {int(merged[col_p].isna().sum())} test ids")
     if bs.metric == "auc":
-        y = (merged[col_t].astype(str) == bs.positive).astype(int)
-        return float(roc_auc_score(y, merged[col_p].astype(float)))
-    return float(accuracy_score(merged[col_t].astype(str), merged[col_p].astype(str)))
+        return (merged[col_t].astype(str) == bs.positive).astype(int).to_numpy(), merged[col_p].astype(float).to_numpy()
+    return merged[col_t].astype(str).to_numpy(), merged[col_p].astype(str).to_numpy()
+
+
+def metric_value(metric: str, truth: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    return float(roc_auc_score(truth, pred) if metric == "auc" else accuracy_score(truth, pred))
+
+
+def score(bs: BenchSet, submission: Path) -> float:
+    """Held-out score of a submission file against the set's solution (scikit-learn metrics)."""
+    return metric_value(bs.metric, *held_out(bs, submission))
 
 
 def main(argv=None) -> None:
