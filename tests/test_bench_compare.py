@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -52,3 +53,8 @@ def test_auc_resamples_keep_both_classes_and_pair_the_images():
     noisy = truth + rng.normal(0, 0.6, size=50)
     c = bench_compare.compare("auc", truth, [noisy], [noisy])
     assert c.diff == 0 and c.lo == c.hi == 0 and c.verdict == "within noise"
+    # The vectorised AUC is scikit-learn's on every resample, ties included.
+    tied = np.round(noisy, 1)
+    assert np.allclose(bench_compare._scores("auc", truth, tied, idx[:50]),
+                       [roc_auc_score(truth[row], tied[row]) for row in idx[:50]])
+    assert c.score_a == pytest.approx(roc_auc_score(truth, noisy))
