@@ -15,7 +15,7 @@ from visionsweep.datasets.split import labelled
 from visionsweep.search import ensemble
 from visionsweep.search import storage as st
 from visionsweep.search.leaderboard import ensemble_rows, usable_rows
-from visionsweep.trainables.ray_train import read_result
+from visionsweep.trainables.ray_train import quiet_train_logs, read_result
 from visionsweep.datasets.console import say
 
 REFIT_RUNS = "refit_runs"
@@ -185,8 +185,9 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
     """Retrain the top `sc.refit` configurations on train + valid with their full schedule (ASHA-stopped trials
     too: the TrainConfig is rebuilt from the trial's sample with all sc.epochs), `sc.refit_seeds` models each, one
     Ray Train run per model: refit-<trial id> with the configuration's own seed, then refit-<trial id>-seed<S>
-    with seeds +1, +2, ... under refit_runs/. A finished refit run is kept (a resumed sweep refits only what is
-    missing); an unfinished one continues from its latest checkpoint (same run name)."""
+    with seeds +1, +2, ... under refit_runs/. As many runs go at once as the cluster holds (`refits_at_once`). A
+    finished refit run is kept (a resumed sweep refits only what is missing); an unfinished one continues from its
+    latest checkpoint (same run name)."""
     import ray
     from ray import tune
 
@@ -198,10 +199,9 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
         return read_record(sweep, REFIT_RECORD)
     configs = {t.trial_id: t.config for t in tune.ExperimentAnalysis(sweep).trials}
     all_arrays = refit_arrays(arrays)
-    ref = ray.put(all_arrays)
     n_all = len(all_arrays["y_train"])
     record = read_record(sweep, REFIT_RECORD)
-    resources = ray.cluster_resources()
+    entries, jobs = {}, []  # jobs: (trial id, slot in its entry's models, seeded config, run, row)
     for row in top.itertuples():
         trial_id = str(row.trial_id)
         cfg = trial_train_config(sc, configs[trial_id], use_gpu=setup.use_gpu, gpus_per_worker=setup.gpus_per_worker,
@@ -209,22 +209,24 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
         # One one-cycle over all epochs, as fit_one_cycle: the restarts at the rungs serve the search (each rung
         # judges an annealed model) but cost the final model accuracy (bench/bench_rungs.py: 0.956 vs 0.923 mean
         # final accuracy on digits, 0.604 vs 0.576 on textures), and a refit is judged by no rung.
-        cfg = dataclasses.replace(share_cpus(cfg, resources), restarts=())  # one at a time: all the cluster's CPUs
-        old = record.get(trial_id, {})
-        entry = {"backbone": cfg.backbone, "epochs": cfg.total_epochs,
-                 "train_images": n_all, "trial_epochs": int(row.epochs),
-                 "valid_metrics": "not held-out: the validation images are part of the refit's training set",
-                 "models": []}
-        done_before = {m["run"]: m for m in refit_models(old) if m.get("status") == "done"}
+        cfg = dataclasses.replace(cfg, restarts=())
+        entry = entries[trial_id] = {"backbone": cfg.backbone, "epochs": cfg.total_epochs, "train_images": n_all,
+                                     "trial_epochs": int(row.epochs),
+                                     "valid_metrics": "not held-out: the validation images are part of the refit's "
+                                                      "training set", "models": []}
+        done_before = {m["run"]: m for m in refit_models(record.get(trial_id, {})) if m.get("status") == "done"}
         for k in range(sc.refit_seeds):
             seed = cfg.seed + k
             run = run_name(trial_id, seed, cfg.seed)
             if run in done_before and _finished(st.join(sweep, run), cfg.total_epochs):
                 log(f"refit {run.rsplit('/', 1)[-1]}: already done, kept")
                 entry["models"].append({**done_before[run], "seed": seed})  # the run's name implies its seed
-                continue
-            entry["models"].append(_refit_one(sweep, dataclasses.replace(cfg, seed=seed), setup, ref, run=run,
-                                              row=row, n_all=n_all, log=log))
+            else:
+                entry["models"].append(None)
+                jobs.append((trial_id, len(entry["models"]) - 1, dataclasses.replace(cfg, seed=seed), run, row))
+
+    def finish(trial_id: str) -> None:
+        entry = entries[trial_id]
         done = [m for m in entry["models"] if m["status"] == "done"]
         # "run": the leaderboard's refit column, the first model that finished
         entry.update(run=(done or entry["models"])[0]["run"], status="done" if done else "error")
@@ -232,7 +234,77 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
             entry["error"] = entry["models"][0].get("error", "")
         record[trial_id] = entry
         st.write_text(st.join(sweep, REFIT_RECORD), json.dumps(record, indent=1))
+
+    for trial_id, entry in entries.items():
+        if None not in entry["models"]:
+            finish(trial_id)
+    if not jobs:
+        return record
+    resources = ray.cluster_resources()
+    at_once = refits_at_once(jobs[0][2], resources, len(jobs))
+    if at_once > 1:
+        log(f"refit: {len(jobs)} runs, {at_once} at a time")
+    ref = ray.put(all_arrays)
+    calls = [functools.partial(_refit_one, sweep, share_cpus(cfg, resources, runs=at_once), setup, ref, run=run,
+                               row=row, n_all=n_all, log=log) for _, _, cfg, run, row in jobs]
+    try:
+        with quiet_train_logs():  # around all the runs: a level set and restored by each thread would race
+            for i, model in run_at_once(calls, at_once):
+                trial_id, slot = jobs[i][:2]
+                entries[trial_id]["models"][slot] = model
+                if None not in entries[trial_id]["models"]:
+                    finish(trial_id)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted during the refit; the trials and the refit models that finished are "
+                                f"saved in {sweep}. Refit the rest with the same command plus --resume") from None
     return record
+
+
+def refits_at_once(cfg, resources: dict, runs: int) -> int:
+    """How many refit runs go at once: as many as the cluster's GPUs hold at one run's shape (workers x GPUs per
+    worker), on CPUs one per worker's share of the CPUs. Two at once on 2 CPU cores took 33 s where one after
+    the other took 45-49 s (two 2-epoch resnet18 refits of the demo: their start-ups overlap)."""
+    if cfg.use_gpu:
+        fits = min(resources.get("GPU", 0.0) / (cfg.workers * cfg.gpus_per_worker),
+                   resources.get("CPU", 0.0) / (cfg.workers * cfg.cpus_per_worker))
+    else:
+        fits = resources.get("CPU", 1.0) / (cfg.workers * cfg.cpus_per_worker)
+    return max(1, min(runs, int(fits + 1e-9)))  # 1.0 / 0.2 is 4.999... in floats; 5 runs fit
+
+
+def run_at_once(calls: list, at_once: int):
+    """Yields (index, result) of each call as it ends, with at most `at_once` running. One at a time runs them in
+    this thread, so a Ctrl-C aborts the Train run gracefully (ray_train._interruptible); several run in daemon
+    threads: a Ctrl-C then ends the process without waiting for them, and their Train runs, owned by this
+    driver, end with it and continue from their latest checkpoints on --resume."""
+    import queue
+    import threading
+
+    if at_once <= 1:
+        for i, call in enumerate(calls):
+            yield i, call()
+        return
+    ended, slots = queue.Queue(), threading.BoundedSemaphore(at_once)
+
+    def work(i: int, call) -> None:
+        try:
+            ended.put((i, call(), None))
+        except BaseException as err:  # handed to the caller's thread
+            ended.put((i, None, err))
+        finally:
+            slots.release()
+
+    def start_all() -> None:
+        for i, call in enumerate(calls):
+            slots.acquire()
+            threading.Thread(target=work, args=(i, call), daemon=True, name=f"refit-{i}").start()
+
+    threading.Thread(target=start_all, daemon=True, name="refit-starter").start()
+    for _ in calls:
+        i, result, err = ended.get()
+        if err is not None:
+            raise err
+        yield i, result
 
 
 def run_name(trial_id: str, seed: int, first_seed: int) -> str:
@@ -245,7 +317,7 @@ def _refit_one(sweep: str, cfg, setup, ref, *, run: str, row, n_all: int, log) -
     """One refit model as a Ray Train run; its record entry (status done or error)."""
     import time
 
-    from visionsweep.trainables.ray_train import make_trainer, quiet_train_logs, raise_if_failed
+    from visionsweep.trainables.ray_train import make_trainer, raise_if_failed
 
     name = run.rsplit("/", 1)[-1]
     log(f"refit {name}: {cfg.backbone}, max_lr {cfg.max_lr:.3g}, aug {cfg.aug:.2f}, seed {cfg.seed}, "
@@ -254,8 +326,7 @@ def _refit_one(sweep: str, cfg, setup, ref, *, run: str, row, n_all: int, log) -
     t0 = time.time()
     model = {"run": run, "seed": cfg.seed}
     try:
-        with quiet_train_logs():
-            raise_if_failed(make_trainer(cfg, setup.info, ref, storage=st.join(sweep, REFIT_RUNS), name=name).fit())
+        raise_if_failed(make_trainer(cfg, setup.info, ref, storage=st.join(sweep, REFIT_RUNS), name=name).fit())
         model.update(status="done", seconds=round(time.time() - t0, 1))
         log(f"refit {name}: done in {time.time() - t0:.0f} s -> {st.join(sweep, run)}")
     except Exception as err:  # predict uses the configuration's other refit models, or the trial's own checkpoint

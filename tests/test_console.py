@@ -33,5 +33,8 @@ def test_the_demo_runs_end_to_end_and_its_console_reads_like_fastai(ray_cluster,
     assert lines[board + 1].split()[:3] == ["rank", "trial_id", "backbone"] and len(lines[board + 1]) < 160
     assert max(len(ln) for ln in lines[board + 1:board + 5]) < 160  # compact: no absolute paths
     assert re.search(r"demo held-out score: accuracy 0\.\d{4}", console)
+    # The refit's two seeds train at once (the test cluster has 4 CPUs, a refit run's worker 1 of them at least).
+    assert "refit: 2 runs, 2 at a time" in console, console[-4000:]
+    assert len(re.findall(r"(?m)^refit refit-\S+: done in \d+ s", console)) == 2, console[-4000:]
     sweep = next((tmp_path / "demo" / "sweeps").iterdir())
     assert (sweep / "leaderboard.csv").is_file() and (tmp_path / "demo" / f"submission-{sweep.name}.csv").is_file()

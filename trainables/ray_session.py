@@ -147,12 +147,12 @@ def tighten_token_file(log=say) -> None:
         log(f"warning: could not make {token} private ({err}); other users of this machine can read it")
 
 
-def share_cpus(cfg: TrainConfig, resources: dict) -> TrainConfig:
-    """One run alone on CPUs: each worker gets an equal share of the cluster's CPUs. Ray sets a worker's
-    OMP_NUM_THREADS from its CPUs, so the default 1 CPU left one core of two idle (measured 0.6x)."""
+def share_cpus(cfg: TrainConfig, resources: dict, *, runs: int = 1) -> TrainConfig:
+    """`runs` runs alone on CPUs (one by default): each worker gets an equal share of the cluster's CPUs. Ray sets
+    a worker's OMP_NUM_THREADS from its CPUs, so the default 1 CPU left one core of two idle (measured 0.6x)."""
     if cfg.use_gpu or cfg.cpus_per_worker != 1.0:
         return cfg
-    share = int(resources.get("CPU", 1) // cfg.workers)
+    share = int(resources.get("CPU", 1) // (cfg.workers * runs))
     return dataclasses.replace(cfg, cpus_per_worker=float(share)) if share > 1 else cfg
 
 

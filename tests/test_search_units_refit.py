@@ -1,0 +1,90 @@
+"""How many refit runs go at once, and the runner that keeps to it (pure Python: no Ray)."""
+
+import threading
+import time
+
+import pytest
+
+from visionsweep.search.refit import refits_at_once, run_at_once
+from visionsweep.trainables.config import TrainConfig
+from visionsweep.trainables.ray_session import share_cpus
+
+
+def test_refits_go_as_many_at_once_as_the_cluster_holds_at_one_runs_shape():
+    gpu = TrainConfig(workers=1, use_gpu=True, gpus_per_worker=1.0)
+    assert refits_at_once(gpu, {"CPU": 16.0, "GPU": 8.0}, 2) == 2            # 2 refit seeds on an 8-GPU cluster
+    assert refits_at_once(gpu, {"CPU": 16.0, "GPU": 8.0}, 12) == 8
+    assert refits_at_once(gpu, {"CPU": 16.0, "GPU": 1.0}, 2) == 1            # one GPU: one after the other
+    assert refits_at_once(TrainConfig(workers=2, use_gpu=True, gpus_per_worker=1.0), {"CPU": 16.0, "GPU": 3.0}, 3) == 1
+    assert refits_at_once(TrainConfig(workers=1, use_gpu=True, gpus_per_worker=0.2), {"CPU": 16.0, "GPU": 1.0}, 9) == 5
+    assert refits_at_once(TrainConfig(workers=1, use_gpu=True, gpus_per_worker=1.0, cpus_per_worker=8.0),
+                          {"CPU": 16.0, "GPU": 8.0}, 4) == 2                # the CPUs run out first
+    cpu = TrainConfig(workers=1)
+    assert refits_at_once(cpu, {"CPU": 2.0}, 2) == 2                         # a 2-core machine: the start-ups overlap
+    assert share_cpus(cpu, {"CPU": 2.0}, runs=2).cpus_per_worker == 1.0     # ... each with one core
+    assert share_cpus(cpu, {"CPU": 8.0}, runs=2).cpus_per_worker == 4.0
+    assert refits_at_once(TrainConfig(workers=2), {"CPU": 2.0}, 2) == 1
+    assert refits_at_once(cpu, {"CPU": 2.0}, 1) == 1
+
+
+def test_run_at_once_keeps_to_its_limit_and_yields_each_result_with_its_index():
+    running, most, lock = 0, 0, threading.Lock()
+
+    def call(i: int, seconds: float):
+        def run():
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            time.sleep(seconds)
+            with lock:
+                running -= 1
+            return i * 10
+        return run
+
+    calls = [call(0, 0.3), call(1, 0.05), call(2, 0.05), call(3, 0.05)]
+    results = list(run_at_once(calls, 2))
+    assert sorted(results) == [(0, 0), (1, 10), (2, 20), (3, 30)] and most == 2
+    assert results[0] == (1, 10)  # yielded as they end, not in order
+    assert list(run_at_once(calls, 1)) == [(0, 0), (1, 10), (2, 20), (3, 30)]
+
+
+def test_run_at_once_hands_an_error_to_the_caller():
+    def boom():
+        raise RuntimeError("worker thread failed")
+
+    with pytest.raises(RuntimeError, match="worker thread failed"):
+        list(run_at_once([boom, lambda: 1], 2))
+
+
+def test_ctrl_c_while_refits_run_at_once_reaches_the_caller_at_once():
+    """The main thread waits on the runs' threads: a Ctrl-C there must raise now, not when the runs end (the sweep
+    then says how to resume; the runs, owned by the process, end with it)."""
+    import os
+    import signal
+
+    ended = threading.Event()
+
+    def slow():
+        ended.wait(30)
+        return 1
+
+    threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        list(run_at_once([slow, slow], 2))
+    ended.set()
+    assert time.monotonic() - t0 < 10
+
+
+def test_the_sigint_handler_tune_leaves_behind_is_put_back():
+    """Tune's fit() returns with its own SIGINT handler still installed; the first Ctrl-C of the refit after it
+    would only set an event (seen: a sweep interrupted during its refit ran on to the end)."""
+    import signal
+
+    from visionsweep.search.sweep import _sigint_handler_kept
+
+    before = signal.getsignal(signal.SIGINT)
+    with _sigint_handler_kept():
+        signal.signal(signal.SIGINT, lambda *_: None)  # what Tune's fit() leaves
+    assert signal.getsignal(signal.SIGINT) is before
