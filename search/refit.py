@@ -241,7 +241,9 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
     if not jobs:
         return record
     resources = ray.cluster_resources()
-    at_once = refits_at_once(jobs[0][2], resources, len(jobs))
+    # An interactive session (IPython, a notebook) outlives a Ctrl-C: there the runs go one at a time, so the
+    # interrupt aborts the running one (run_at_once), never leaving threads that train on after it.
+    at_once = 1 if _interactive() else refits_at_once(jobs[0][2], resources, len(jobs))
     if at_once > 1:
         log(f"refit: {len(jobs)} runs, {at_once} at a time")
     ref = ray.put(all_arrays)
@@ -272,11 +274,22 @@ def refits_at_once(cfg, resources: dict, runs: int) -> int:
     return max(1, min(runs, int(fits + 1e-9)))  # 1.0 / 0.2 is 4.999... in floats; 5 runs fit
 
 
+def _interactive() -> bool:
+    """An IPython shell or kernel is running (IPython merely imported, e.g. by tqdm.auto, does not count), or
+    Python's own prompt."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", None)
+    return (shell is not None and shell() is not None) or hasattr(sys, "ps1") or bool(sys.flags.interactive)
+
+
 def run_at_once(calls: list, at_once: int):
     """Yields (index, result) of each call as it ends, with at most `at_once` running. One at a time runs them in
     this thread, so a Ctrl-C aborts the Train run gracefully (ray_train._interruptible); several run in daemon
-    threads: a Ctrl-C then ends the process without waiting for them, and their Train runs, owned by this
-    driver, end with it and continue from their latest checkpoints on --resume."""
+    threads: a Ctrl-C then raises here at once and ends a command-line process without waiting for them (their
+    Train runs, owned by this driver, end with it and continue from their latest checkpoints on --resume). A
+    process that lives on after the Ctrl-C would leave them training: refit_top runs one at a time there."""
     import queue
     import threading
 

@@ -88,3 +88,20 @@ def test_the_sigint_handler_tune_leaves_behind_is_put_back():
     with _sigint_handler_kept():
         signal.signal(signal.SIGINT, lambda *_: None)  # what Tune's fit() leaves
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_an_interactive_session_refits_one_at_a_time(monkeypatch):
+    """A notebook's kernel outlives a Ctrl-C: threads there would train on after it, so refit_top runs the refits in
+    turn in the main thread (each Ctrl-C aborts the run it interrupts)."""
+    import sys
+    import types
+
+    from visionsweep.search.refit import _interactive
+
+    assert not _interactive()  # pytest, like the command line
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: None  # imported (tqdm.auto does), no shell running
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    assert not _interactive()
+    ipython.get_ipython = lambda: object()  # a notebook's kernel
+    assert _interactive()
