@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import math
+import threading
 
 import numpy as np
 
@@ -218,9 +219,11 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
         for k in range(sc.refit_seeds):
             seed = cfg.seed + k
             run = run_name(trial_id, seed, cfg.seed)
-            if run in done_before and _finished(st.join(sweep, run), cfg.total_epochs):
+            # Train's own record decides: a run that finished while a sibling was interrupted is in no refit.json
+            if _finished(st.join(sweep, run), cfg.total_epochs):
                 log(f"refit {run.rsplit('/', 1)[-1]}: already done, kept")
-                entry["models"].append({**done_before[run], "seed": seed})  # the run's name implies its seed
+                entry["models"].append({**done_before.get(run, {"run": run, "status": "done"}),
+                                        "seed": seed})  # the run's name implies its seed
             else:
                 entry["models"].append(None)
                 jobs.append((trial_id, len(entry["models"]) - 1, dataclasses.replace(cfg, seed=seed), run, row))
@@ -241,17 +244,21 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
     if not jobs:
         return record
     resources = ray.cluster_resources()
-    # An interactive session (IPython, a notebook) outlives a Ctrl-C: there the runs go one at a time, so the
-    # interrupt aborts the running one (run_at_once), never leaving threads that train on after it.
-    at_once = 1 if _interactive() else refits_at_once(jobs[0][2], resources, len(jobs))
+    at_once = refits_at_once(jobs[0][2], resources, len(jobs))
     if at_once > 1:
         log(f"refit: {len(jobs)} runs, {at_once} at a time")
     ref = ray.put(all_arrays)
+    stopped = threading.Event()  # set when the caller stops waiting (Ctrl-C): threads still running go quiet
+
+    def run_log(message: str) -> None:
+        if not stopped.is_set():
+            log(message)
+
     calls = [functools.partial(_refit_one, sweep, share_cpus(cfg, resources, runs=at_once), setup, ref, run=run,
-                               row=row, n_all=n_all, log=log) for _, _, cfg, run, row in jobs]
+                               row=row, n_all=n_all, log=run_log) for _, _, cfg, run, row in jobs]
     try:
         with quiet_train_logs():  # around all the runs: a level set and restored by each thread would race
-            for i, model in run_at_once(calls, at_once):
+            for i, model in run_at_once(calls, at_once, stop=stopped):
                 trial_id, slot = jobs[i][:2]
                 entries[trial_id]["models"][slot] = model
                 if None not in entries[trial_id]["models"]:
@@ -265,13 +272,17 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
 def refits_at_once(cfg, resources: dict, runs: int) -> int:
     """How many refit runs go at once: as many as the cluster's GPUs hold at one run's shape (workers x GPUs per
     worker), on CPUs one per worker's share of the CPUs. Two at once on 2 CPU cores took 33 s where one after
-    the other took 45-49 s (two 2-epoch resnet18 refits of the demo: their start-ups overlap)."""
+    the other took 45-49 s (two 2-epoch resnet18 refits of the demo: their start-ups overlap). One at a time in
+    an interactive session (IPython, a notebook): it outlives a Ctrl-C, which there must abort the running run
+    (run_at_once), not leave threads that train on after it."""
+    if _interactive():
+        return 1
     if cfg.use_gpu:
         fits = min(resources.get("GPU", 0.0) / (cfg.workers * cfg.gpus_per_worker),
                    resources.get("CPU", 0.0) / (cfg.workers * cfg.cpus_per_worker))
     else:
         fits = resources.get("CPU", 1.0) / (cfg.workers * cfg.cpus_per_worker)
-    return max(1, min(runs, int(fits + 1e-9)))  # 1.0 / 0.2 is 4.999... in floats; 5 runs fit
+    return max(1, min(runs, int(fits + 1e-9)))  # 0.3 / 0.1 is 2.9999999999999996 in floats; 3 runs fit
 
 
 def _interactive() -> bool:
@@ -284,18 +295,22 @@ def _interactive() -> bool:
     return (shell is not None and shell() is not None) or hasattr(sys, "ps1") or bool(sys.flags.interactive)
 
 
-def run_at_once(calls: list, at_once: int):
+def run_at_once(calls: list, at_once: int, *, stop: threading.Event | None = None):
     """Yields (index, result) of each call as it ends, with at most `at_once` running. One at a time runs them in
     this thread, so a Ctrl-C aborts the Train run gracefully (ray_train._interruptible); several run in daemon
     threads: a Ctrl-C then raises here at once and ends a command-line process without waiting for them (their
     Train runs, owned by this driver, end with it and continue from their latest checkpoints on --resume). A
-    process that lives on after the Ctrl-C would leave them training: refit_top runs one at a time there."""
+    process that lives on after the Ctrl-C would leave them training: refits_at_once says one at a time there.
+    When the caller stops waiting (an error, a Ctrl-C, a closed generator), `stop` is set and no call starts."""
     import queue
-    import threading
 
+    stop = stop or threading.Event()
     if at_once <= 1:
-        for i, call in enumerate(calls):
-            yield i, call()
+        try:
+            for i, call in enumerate(calls):
+                yield i, call()
+        finally:
+            stop.set()
         return
     ended, slots = queue.Queue(), threading.BoundedSemaphore(at_once)
 
@@ -308,16 +323,24 @@ def run_at_once(calls: list, at_once: int):
             slots.release()
 
     def start_all() -> None:
-        for i, call in enumerate(calls):
-            slots.acquire()
-            threading.Thread(target=work, args=(i, call), daemon=True, name=f"refit-{i}").start()
+        try:
+            for i, call in enumerate(calls):
+                slots.acquire()
+                if stop.is_set():
+                    return
+                threading.Thread(target=work, args=(i, call), daemon=True, name=f"refit-{i}").start()
+        except BaseException as err:  # e.g. no thread could start: the caller must not wait for ever
+            ended.put((-1, None, err))
 
     threading.Thread(target=start_all, daemon=True, name="refit-starter").start()
-    for _ in calls:
-        i, result, err = ended.get()
-        if err is not None:
-            raise err
-        yield i, result
+    try:
+        for _ in calls:
+            i, result, err = ended.get()
+            if err is not None:
+                raise err
+            yield i, result
+    finally:
+        stop.set()
 
 
 def run_name(trial_id: str, seed: int, first_seed: int) -> str:

@@ -4,6 +4,7 @@ configuration on train + valid, one Ray Train run per seed (refit_seeds, default
 averages them (or, with --no-refit, the trial's own fold models)."""
 
 import json
+import signal
 
 import numpy as np
 import pandas as pd
@@ -34,10 +35,14 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     printed = []
     monkeypatch.setenv("WANDB_MODE", "offline")  # W&B runs written into the sweep folder, as a user without a key
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    handler = signal.getsignal(signal.SIGINT)
     result = vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"],
                       image_size=16, batch_size=32, pretrained=False, cpu=True, refit=1, refit_seeds=1, folds=2,
                       top_k=1, log=printed.append, mlflow=tracking, wandb="visionsweep-tests")
     printed = "\n".join(map(str, printed))
+    # Tune's fit() leaves its own SIGINT handler behind; the sweep puts the notebook's back (else the first Ctrl-C
+    # of the refit, or of anything after the sweep, would only set an event inside Tune).
+    assert signal.getsignal(signal.SIGINT) is handler
     sweep = storage / "rf"
     first = json.loads((sweep / "refit.json").read_text())
     (trial, entry), = first.items()

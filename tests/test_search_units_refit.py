@@ -42,7 +42,7 @@ def test_run_at_once_keeps_to_its_limit_and_yields_each_result_with_its_index():
             return i * 10
         return run
 
-    calls = [call(0, 0.3), call(1, 0.05), call(2, 0.05), call(3, 0.05)]
+    calls = [call(0, 1.0), call(1, 0.05), call(2, 0.05), call(3, 0.05)]
     results = list(run_at_once(calls, 2))
     assert sorted(results) == [(0, 0), (1, 10), (2, 20), (3, 30)] and most == 2
     assert results[0] == (1, 10)  # yielded as they end, not in order
@@ -64,17 +64,21 @@ def test_ctrl_c_while_refits_run_at_once_reaches_the_caller_at_once():
     import signal
 
     ended = threading.Event()
+    started = []
 
     def slow():
+        started.append(1)
         ended.wait(30)
         return 1
 
-    threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        list(run_at_once([slow, slow], 2))
-    ended.set()
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        list(run_at_once([slow] * 4, 2))
     assert time.monotonic() - t0 < 10
+    ended.set()  # the two running calls end, their slots free up: the other two must not start
+    time.sleep(0.5)
+    assert len(started) == 2
 
 
 def test_the_sigint_handler_tune_leaves_behind_is_put_back():
@@ -105,3 +109,4 @@ def test_an_interactive_session_refits_one_at_a_time(monkeypatch):
     assert not _interactive()
     ipython.get_ipython = lambda: object()  # a notebook's kernel
     assert _interactive()
+    assert refits_at_once(TrainConfig(workers=1, use_gpu=True), {"CPU": 16.0, "GPU": 8.0}, 2) == 1
