@@ -161,3 +161,14 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     shutil.rmtree(sweep / "refit_runs" / f"refit-{trial}-seed43")
     labels = [label for label, _ in resolve_sources(str(sweep), top_k=1)]
     assert len(labels) == 1 and f"refit-{trial}-seed43 cannot be read" in labels[0], labels
+
+
+def test_refits_side_by_side_count_no_more_cpus_than_the_machine_has(ray_cluster):
+    """The session's head says 4 CPUs on whatever this machine has: runs side by side must not oversubscribe the
+    cores (two demo refits at once on 4 logical CPUs of 2 cores: 52-57 s, against 19-22 s each in turn)."""
+    import os
+
+    from visionsweep.search.refit import _thread_cpus
+
+    assert _thread_cpus({"CPU": 4.0, "GPU": 0.0}) == {"CPU": min(4.0, os.cpu_count()), "GPU": 0.0}
+    assert _thread_cpus({"CPU": 1.0})["CPU"] == 1.0
