@@ -86,10 +86,10 @@ def test_the_sigint_handler_tune_leaves_behind_is_put_back():
     would only set an event (seen: a sweep interrupted during its refit ran on to the end)."""
     import signal
 
-    from visionsweep.search.sweep import _sigint_handler_kept
+    from visionsweep.trainables.ray_train import sigint_handler_kept
 
     before = signal.getsignal(signal.SIGINT)
-    with _sigint_handler_kept():
+    with sigint_handler_kept():
         signal.signal(signal.SIGINT, lambda *_: None)  # what Tune's fit() leaves
     assert signal.getsignal(signal.SIGINT) is before
 

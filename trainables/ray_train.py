@@ -162,21 +162,32 @@ def _interruptible(base):
             return callbacks if self.datasets else [cb for cb in callbacks if not isinstance(cb, DatasetsCallback)]
 
         def fit(self):
-            before = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-            try:
-                result = super().fit()
-            except Exception:
-                if self.interrupted:
-                    raise KeyboardInterrupt from None
-                raise
-            finally:
-                if before is not None:
-                    signal.signal(signal.SIGINT, before)
+            with sigint_handler_kept():
+                try:
+                    result = super().fit()
+                except Exception:
+                    if self.interrupted:
+                        raise KeyboardInterrupt from None
+                    raise
             if self.interrupted:
                 raise KeyboardInterrupt
             return result
 
     return InterruptibleTrainer
+
+
+@contextmanager
+def sigint_handler_kept():
+    """Puts the caller's SIGINT handler back after the block (in the main thread; elsewhere none can be set). Ray's
+    own handlers outlive the call that installed them: Train's (above) and Tune's, which fit() leaves installed
+    when it returns (ray/tune/tune.py, _setup_signal_catching: it puts the old one back only when a signal
+    arrives), so the first Ctrl-C of a sweep's refit would only set an event nobody reads."""
+    before = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGINT, before)
 
 
 def lr_find_curve(cfg: TrainConfig, info: DataInfo, arrays_ref) -> dict:
