@@ -61,20 +61,20 @@ def main(argv=None) -> None:
                            image_size=32, pretrained=False, workers=1, use_gpu=False)
         row = SimpleNamespace(epochs=args.epochs)
         setup = SimpleNamespace(info=data_info(data))
-        with ensure_ray(log=quiet, log_to_driver=False):
+        with ensure_ray(log=quiet, log_to_driver=False) as session:
             ref = ray.put(arrays)
-            resources = _thread_cpus(ray.cluster_resources())
-            k = refits_at_once(base, resources, args.seeds)
-            print(f"# cluster CPUs {ray.cluster_resources().get('CPU')}, counted {resources.get('CPU')}; "
-                  f"at once: {k} runs of {share_cpus(base, resources, runs=k).cpus_per_worker:g} CPU(s); in turn: "
-                  f"{share_cpus(base, resources).cpus_per_worker:g} CPU(s)", flush=True)
+            nodes = _thread_cpus(session.nodes)
+            k = refits_at_once(base, nodes, args.seeds)
+            print(f"# cluster CPUs {ray.cluster_resources().get('CPU')}, counted {[n.get('CPU') for n in nodes]}; "
+                  f"at once: {k} runs of {share_cpus(base, nodes, runs=k).cpus_per_worker:g} CPU(s); in turn: "
+                  f"{share_cpus(base, nodes).cpus_per_worker:g} CPU(s)", flush=True)
             times = {"in turn": [], "at once": []}
             for r in range(args.rounds):
                 order = ["in turn", "at once"] if r % 2 == 0 else ["at once", "in turn"]
                 for mode in order:
                     at_once = 1 if mode == "in turn" else k
                     sweep = tempfile.mkdtemp(prefix="sweep-", dir=tmp)
-                    cfg = share_cpus(base, resources, runs=at_once)
+                    cfg = share_cpus(base, nodes, runs=at_once)
                     calls = [functools.partial(_refit_one, sweep, dataclasses.replace(cfg, seed=42 + s), setup, ref,
                                                run=f"refit_runs/refit-bench-seed{42 + s}", row=row,
                                                n_all=len(arrays["y_train"]), log=quiet) for s in range(args.seeds)]

@@ -16,6 +16,7 @@ from visionsweep.datasets.split import labelled
 from visionsweep.search import ensemble
 from visionsweep.search import storage as st
 from visionsweep.search.leaderboard import ensemble_rows, usable_rows
+from visionsweep.trainables.ray_session import worker_bundle, workers_that_fit
 from visionsweep.trainables.ray_train import quiet_train_logs, read_result
 from visionsweep.datasets.console import say
 
@@ -193,7 +194,7 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
     from ray import tune
 
     from visionsweep.search.space import trial_train_config
-    from visionsweep.trainables.ray_session import share_cpus
+    from visionsweep.trainables.ray_session import cluster_nodes, share_cpus
 
     top = usable_rows(board, metric).head(sc.refit)
     if not len(top):
@@ -243,8 +244,8 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
             finish(trial_id)
     if not jobs:
         return record
-    resources = _thread_cpus(ray.cluster_resources())
-    at_once = refits_at_once(jobs[0][2], resources, len(jobs))
+    nodes = _thread_cpus(cluster_nodes())
+    at_once = refits_at_once(jobs[0][2], nodes, len(jobs))
     if at_once > 1:
         log(f"refit: {len(jobs)} runs, {at_once} at a time")
     ref = ray.put(all_arrays)
@@ -254,7 +255,7 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
         if not stopped.is_set():
             log(message)
 
-    calls = [functools.partial(_refit_one, sweep, share_cpus(cfg, resources, runs=at_once), setup, ref, run=run,
+    calls = [functools.partial(_refit_one, sweep, share_cpus(cfg, nodes, runs=at_once), setup, ref, run=run,
                                row=row, n_all=n_all, log=run_log) for _, _, cfg, run, row in jobs]
     try:
         with quiet_train_logs():  # around all the runs: a level set and restored by each thread would race
@@ -269,35 +270,30 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
     return record
 
 
-def refits_at_once(cfg, resources: dict, runs: int) -> int:
-    """How many refit runs go at once: as many as the cluster's GPUs hold at one run's shape (workers x GPUs per
-    worker), on CPUs one per worker's share of the CPUs. Two at once on 2 CPU cores took 33 s where one after
-    the other took 45-49 s (two 2-epoch resnet18 refits of the demo: their start-ups overlap). One at a time in
-    an interactive session (IPython, a notebook): it outlives a Ctrl-C, which there must abort the running run
-    (run_at_once), not leave threads that train on after it."""
+def refits_at_once(cfg, nodes: list[dict], runs: int) -> int:
+    """How many refit runs go at once: as many as the cluster's nodes hold at one run's shape (workers x its
+    GPUs, its CPUs). On CPUs one per worker's share of the CPUs (share_cpus). Two at once on 2 CPU cores took
+    33 s where one after the other took 45-49 s (two 2-epoch resnet18 refits of the demo: their start-ups
+    overlap). One at a time in an interactive session (IPython, a notebook): it outlives a Ctrl-C, which there
+    must abort the running run (run_at_once), not leave threads that train on after it."""
     if _interactive():
         return 1
-    if cfg.use_gpu:
-        fits = min(resources.get("GPU", 0.0) / (cfg.workers * cfg.gpus_per_worker),
-                   resources.get("CPU", 0.0) / (cfg.workers * cfg.cpus_per_worker))
-    else:
-        fits = resources.get("CPU", 1.0) / (cfg.workers * cfg.cpus_per_worker)
-    return max(1, min(runs, int(fits + 1e-9)))  # 0.3 / 0.1 is 2.9999999999999996 in floats; 3 runs fit
+    return max(1, min(runs, workers_that_fit(nodes, worker_bundle(cfg)) // cfg.workers))
 
 
-def _thread_cpus(resources: dict) -> dict:
-    """The cluster's resources with no more CPUs than can each run a thread: a one-node cluster on this machine
-    that Ray counts more CPUs in than the machine has (`--num-cpus 4` on 2 cores, as the test suite's) would
-    oversubscribe the cores with runs side by side. Measured there: two demo refits at once took 52-57 s, one
-    after the other 19-22 s each; with one CPU each (the machine's 2) at once 29 s, in turn 22 + 20 s."""
+def _thread_cpus(nodes: list[dict]) -> list[dict]:
+    """The nodes with no more CPUs than can each run a thread: a one-node cluster on this machine that Ray counts
+    more CPUs in than the machine has (`--num-cpus 4` on 2 cores, as the test suite's) would oversubscribe the
+    cores with runs side by side. Measured there: two demo refits at once took 52-57 s, one after the other
+    19-22 s each; with one CPU each (the machine's 2) at once 29 s, in turn 22 + 20 s."""
     import os
 
     import ray
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    here = len(nodes) == 1 and nodes[0].get("NodeManagerAddress") == ray.util.get_node_ip_address()
+    live = [n for n in ray.nodes() if n.get("Alive")]
+    here = len(nodes) == len(live) == 1 and live[0].get("NodeManagerAddress") == ray.util.get_node_ip_address()
     cores = os.cpu_count() or 1
-    return {**resources, "CPU": min(resources.get("CPU", 1.0), cores)} if here else resources
+    return [{**nodes[0], "CPU": min(nodes[0].get("CPU", 1.0), cores)}] if here else nodes
 
 
 def _interactive() -> bool:

@@ -83,8 +83,8 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
     action = prepare_run_dir(out_dir, overwrite=overwrite, resume=resume)
     arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
     with ensure_ray(log=log) as session:
-        cfg = share_cpus(cfg, session.resources)
-        check_resources(cfg, session.resources)
+        cfg = share_cpus(cfg, session.nodes)
+        check_resources(cfg, session.nodes)
         make_run_dir(out_dir, action)
         info = data_info(data)
         (out_dir / RUN_MARKER).write_text(json.dumps({"visionsweep_run": True, "train": dataclasses.asdict(cfg),
@@ -125,8 +125,8 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
     if not out_png.parent.is_dir():
         raise DataError(f"--out {out_png}: folder {out_png.parent} does not exist")
     with ensure_ray(log=log) as session:
-        cfg = share_cpus(cfg, session.resources)
-        check_resources(cfg, session.resources)
+        cfg = share_cpus(cfg, session.nodes)
+        check_resources(cfg, session.nodes)
         arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
         result = lr_find_curve(cfg, data_info(data), ray.put(arrays))
     save_lr_find(result, cfg.backbone, out_png)

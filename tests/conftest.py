@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated decode cache, one real local Ray cluster per test session, the demo data."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -29,6 +30,22 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _ray_bin() -> list[str]:
+    ray_bin = [str(Path(sys.executable).parent / "ray")]
+    if not Path(ray_bin[0]).exists():  # Ray installed with `pip --target` (bench/gpu_check.sh): no script beside python
+        ray_bin = [sys.executable, "-m", "ray.scripts.scripts"]
+    return ray_bin
+
+
+def _node_env(dashboard_url: str) -> dict:
+    # Train's placement-group cleaner must find this cluster's state API, not whatever cluster last
+    # wrote /tmp/ray/ray_current_cluster (another engineer's, or a dead one). One machine: no preemption
+    # watcher (as `visionsweep` itself starts local clusters, trainables/ray_session.py LOCAL_ENV).
+    from visionsweep.trainables.ray_session import LOCAL_ENV
+
+    return {**os.environ, "RAY_API_SERVER_ADDRESS": dashboard_url, **LOCAL_ENV}
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One real Ray head for the whole session, started as on a cluster: `ray start --head` with token
@@ -42,12 +59,10 @@ def ray_cluster():
 
     import ray
 
-    from visionsweep.trainables.ray_session import LOCAL_ENV, TRIAL_RESOURCE, WORKER_ENV
+    from visionsweep.trainables.ray_session import TRIAL_RESOURCE, WORKER_ENV
 
     port, dash = _free_port(), _free_port()
-    ray_bin = [str(Path(sys.executable).parent / "ray")]
-    if not Path(ray_bin[0]).exists():  # Ray installed with `pip --target` (bench/gpu_check.sh): no script beside python
-        ray_bin = [sys.executable, "-m", "ray.scripts.scripts"]
+    ray_bin = _ray_bin()
     if not (Path.home() / ".ray" / "auth_token").exists():  # a fresh machine: `ray start` in token mode needs one
         subprocess.run([*ray_bin, "get-auth-token", "--generate"], check=True, capture_output=True)
     head = subprocess.Popen(
@@ -55,10 +70,7 @@ def ray_cluster():
          f'--resources={{"{TRIAL_RESOURCE}": 1}}', "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
          "--include-dashboard=true", "--disable-usage-stats"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        # Train's placement-group cleaner must find this cluster's state API, not whatever cluster last
-        # wrote /tmp/ray/ray_current_cluster (another engineer's, or a dead one). One machine: no preemption
-        # watcher (as `visionsweep` itself starts local clusters, trainables/ray_session.py LOCAL_ENV).
-        env={**os.environ, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dash}", **LOCAL_ENV})
+        env=_node_env(f"http://127.0.0.1:{dash}"))
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -75,14 +87,45 @@ def ray_cluster():
     yield address
     ray.shutdown()
     os.environ.pop("RAY_ADDRESS", None)
-    head.terminate()
+    _stop(head, wait=5)
+
+
+def _stop(node: subprocess.Popen, *, wait: float) -> None:
+    node.terminate()
     try:
-        head.wait(timeout=5)
+        node.wait(timeout=wait)
     except subprocess.TimeoutExpired:  # `ray start --block` stopping every process gracefully took 10-30 s
         import signal
 
-        os.killpg(head.pid, signal.SIGKILL)  # its own session: this head's processes alone
-        head.wait(timeout=30)
+        os.killpg(node.pid, signal.SIGKILL)  # its own session: this node's processes alone
+        node.wait(timeout=30)
+
+
+def _wait_for_live_nodes(n: int, timeout: float = 90) -> None:
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while sum(1 for node in ray.nodes() if node.get("Alive")) != n:
+        assert time.monotonic() < deadline, f"the session's Ray cluster did not reach {n} live node(s)"
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def extra_ray_node(num_cpus: int):
+    """A second node joins the session's cluster for the block (its own raylet on this machine, as
+    `ray start --address` adds a machine to a cluster) and leaves it after: a cluster of two nodes."""
+    node = subprocess.Popen(
+        [*_ray_bin(), "start", f"--address={os.environ['RAY_ADDRESS']}", "--block", f"--num-cpus={num_cpus}",
+         "--disable-usage-stats"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=_node_env(os.environ["VISIONSWEEP_TEST_DASHBOARD"]))
+    try:
+        _wait_for_live_nodes(2)
+        yield
+    finally:
+        _stop(node, wait=30)
+        _wait_for_live_nodes(1)  # the tests after see the one-node cluster again
 
 
 @pytest.fixture(scope="session")

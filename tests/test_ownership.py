@@ -84,7 +84,7 @@ def test_a_refused_train_leaves_no_out_folder(data, tmp_path):
     action = prepare_run_dir(out, overwrite=False, resume=False)
     assert action == "new" and not out.exists()
     with pytest.raises(DataError, match="--workers 1000"):
-        ray_session.check_resources(TrainConfig(workers=1000), {"CPU": 2.0})
+        ray_session.check_resources(TrainConfig(workers=1000), [{"CPU": 2.0}])
     assert not out.exists()
 
 

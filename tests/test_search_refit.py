@@ -170,5 +170,5 @@ def test_refits_side_by_side_count_no_more_cpus_than_the_machine_has(ray_cluster
 
     from visionsweep.search.refit import _thread_cpus
 
-    assert _thread_cpus({"CPU": 4.0, "GPU": 0.0}) == {"CPU": min(4.0, os.cpu_count()), "GPU": 0.0}
-    assert _thread_cpus({"CPU": 1.0})["CPU"] == 1.0
+    assert _thread_cpus([{"CPU": 4.0, "GPU": 0.0}]) == [{"CPU": min(4.0, os.cpu_count()), "GPU": 0.0}]
+    assert _thread_cpus([{"CPU": 1.0}])[0]["CPU"] == 1.0

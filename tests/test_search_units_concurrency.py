@@ -11,7 +11,7 @@ from visionsweep.search.sweep import concurrency
 def _n(resources, *, cluster_gpus=None, **options):
     sc = SearchConfig(name="s", **{"trials": 20, **options})
     gpus = resources.get("GPU", 0.0) if cluster_gpus is None else cluster_gpus
-    return concurrency(sc, resources, sc.gpus_per_worker(gpus))
+    return concurrency(sc, [resources], sc.gpus_per_worker(gpus))
 
 
 @pytest.mark.parametrize("resources, options, expected", [
@@ -81,3 +81,15 @@ def test_trials_started_ahead_of_the_free_slots(options, local, limit, expected)
 
     sc = SearchConfig(name="s", **{"trials": 20, **options})
     assert in_flight(sc, limit, local=local) == expected
+
+
+def test_each_worker_of_a_trial_fits_on_one_node():
+    """The cluster's totals overcount: two 3-CPU nodes hold two 2-CPU workers, not three."""
+    sc = SearchConfig(name="s", trials=20, cpus_per_worker=2.0)
+    assert concurrency(sc, [{"CPU": 3.0}, {"CPU": 3.0}], 0.0) == 2
+    head, gpu_node = {"CPU": 4.0, "visionsweep_trial": 1.0}, {"CPU": 4.0, "GPU": 1.0}
+    sc = SearchConfig(name="s", trials=20)
+    assert concurrency(sc, [head, gpu_node, gpu_node], sc.gpus_per_worker(2.0)) == 2
+    with pytest.raises(DataError, match=r"one trial needs 1 worker\(s\) x 4 CPU, but the Ray cluster has 6 CPU / "
+                                        r"0 GPU \(each worker on one node; the largest has 3 CPU / 0 GPU\)"):
+        concurrency(SearchConfig(name="s", cpus_per_worker=4.0), [{"CPU": 3.0}, {"CPU": 3.0}], 0.0)

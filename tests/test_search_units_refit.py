@@ -12,19 +12,30 @@ from visionsweep.trainables.ray_session import share_cpus
 
 def test_refits_go_as_many_at_once_as_the_cluster_holds_at_one_runs_shape():
     gpu = TrainConfig(workers=1, use_gpu=True, gpus_per_worker=1.0)
-    assert refits_at_once(gpu, {"CPU": 16.0, "GPU": 8.0}, 2) == 2            # 2 refit seeds on an 8-GPU cluster
-    assert refits_at_once(gpu, {"CPU": 16.0, "GPU": 8.0}, 12) == 8
-    assert refits_at_once(gpu, {"CPU": 16.0, "GPU": 1.0}, 2) == 1            # one GPU: one after the other
-    assert refits_at_once(TrainConfig(workers=2, use_gpu=True, gpus_per_worker=1.0), {"CPU": 16.0, "GPU": 3.0}, 3) == 1
-    assert refits_at_once(TrainConfig(workers=1, use_gpu=True, gpus_per_worker=0.2), {"CPU": 16.0, "GPU": 1.0}, 9) == 5
+    assert refits_at_once(gpu, [{"CPU": 16.0, "GPU": 8.0}], 2) == 2          # 2 refit seeds on an 8-GPU cluster
+    assert refits_at_once(gpu, [{"CPU": 16.0, "GPU": 8.0}], 12) == 8
+    assert refits_at_once(gpu, [{"CPU": 16.0, "GPU": 1.0}], 2) == 1          # one GPU: one after the other
+    two_gpus, fifth = TrainConfig(workers=2, use_gpu=True), TrainConfig(workers=1, use_gpu=True, gpus_per_worker=0.2)
+    assert refits_at_once(two_gpus, [{"CPU": 16.0, "GPU": 3.0}], 3) == 1
+    assert refits_at_once(fifth, [{"CPU": 16.0, "GPU": 1.0}], 9) == 5
     assert refits_at_once(TrainConfig(workers=1, use_gpu=True, gpus_per_worker=1.0, cpus_per_worker=8.0),
-                          {"CPU": 16.0, "GPU": 8.0}, 4) == 2                # the CPUs run out first
+                          [{"CPU": 16.0, "GPU": 8.0}], 4) == 2              # the CPUs run out first
     cpu = TrainConfig(workers=1)
-    assert refits_at_once(cpu, {"CPU": 2.0}, 2) == 2                         # a 2-core machine: the start-ups overlap
-    assert share_cpus(cpu, {"CPU": 2.0}, runs=2).cpus_per_worker == 1.0     # ... each with one core
-    assert share_cpus(cpu, {"CPU": 8.0}, runs=2).cpus_per_worker == 4.0
-    assert refits_at_once(TrainConfig(workers=2), {"CPU": 2.0}, 2) == 1
-    assert refits_at_once(cpu, {"CPU": 2.0}, 1) == 1
+    assert refits_at_once(cpu, [{"CPU": 2.0}], 2) == 2                       # a 2-core machine: the start-ups overlap
+    assert share_cpus(cpu, [{"CPU": 2.0}], runs=2).cpus_per_worker == 1.0   # ... each with one core
+    assert share_cpus(cpu, [{"CPU": 8.0}], runs=2).cpus_per_worker == 4.0
+    assert refits_at_once(TrainConfig(workers=2), [{"CPU": 2.0}], 2) == 1
+    assert refits_at_once(cpu, [{"CPU": 2.0}], 1) == 1
+
+
+def test_refits_count_what_each_node_holds():
+    """A run's workers each sit on one node: a GPU node's runs, not the head's CPUs, bound the refits."""
+    gpu_nodes = [{"CPU": 4.0, "visionsweep_trial": 1.0}, {"CPU": 4.0, "GPU": 1.0}, {"CPU": 4.0, "GPU": 1.0}]
+    assert refits_at_once(TrainConfig(workers=1, use_gpu=True), gpu_nodes, 2) == 2
+    assert refits_at_once(TrainConfig(workers=1, use_gpu=True, cpus_per_worker=5.0), gpu_nodes, 2) == 1
+    cpu = TrainConfig(workers=1)
+    assert refits_at_once(cpu, [{"CPU": 8.0}, {"CPU": 8.0}], 2) == 2
+    assert share_cpus(cpu, [{"CPU": 8.0}, {"CPU": 8.0}], runs=2).cpus_per_worker == 8.0   # one run per node
 
 
 def test_run_at_once_keeps_to_its_limit_and_yields_each_result_with_its_index():
@@ -109,4 +120,4 @@ def test_an_interactive_session_refits_one_at_a_time(monkeypatch):
     assert not _interactive()
     ipython.get_ipython = lambda: object()  # a notebook's kernel
     assert _interactive()
-    assert refits_at_once(TrainConfig(workers=1, use_gpu=True), {"CPU": 16.0, "GPU": 8.0}, 2) == 1
+    assert refits_at_once(TrainConfig(workers=1, use_gpu=True), [{"CPU": 16.0, "GPU": 8.0}], 2) == 1

@@ -24,18 +24,41 @@ def test_bad_training_flags_exit_2_before_any_work(demo_data, tmp_path, flags, m
 
 def test_a_lone_cpu_run_gets_an_equal_share_of_the_cpus():
     """Ray sets OMP_NUM_THREADS from a worker's CPUs: 1 CPU per worker left cores idle (bench: 0.6x)."""
-    assert share_cpus(TrainConfig(workers=1), {"CPU": 4.0}).cpus_per_worker == 4.0
-    assert share_cpus(TrainConfig(workers=2), {"CPU": 4.0}).cpus_per_worker == 2.0
-    assert share_cpus(TrainConfig(workers=3), {"CPU": 4.0}).cpus_per_worker == 1.0
-    assert share_cpus(TrainConfig(workers=1, use_gpu=True), {"CPU": 4.0, "GPU": 1.0}).cpus_per_worker == 1.0
+    assert share_cpus(TrainConfig(workers=1), [{"CPU": 4.0}]).cpus_per_worker == 4.0
+    assert share_cpus(TrainConfig(workers=2), [{"CPU": 4.0}]).cpus_per_worker == 2.0
+    assert share_cpus(TrainConfig(workers=3), [{"CPU": 4.0}]).cpus_per_worker == 1.0
+    assert share_cpus(TrainConfig(workers=1, use_gpu=True), [{"CPU": 4.0, "GPU": 1.0}]).cpus_per_worker == 1.0
+
+
+def test_a_cpu_share_places_every_worker_on_one_node():
+    """Ray places a worker's CPUs on one node: shares of the cluster's total asked a 4 + 2 CPU cluster for one
+    6-CPU worker, and `train` waited for ever (tests/test_multinode.py runs it)."""
+    nodes = [{"CPU": 4.0}, {"CPU": 2.0}]
+    assert share_cpus(TrainConfig(workers=1), nodes).cpus_per_worker == 4.0
+    assert share_cpus(TrainConfig(workers=2), nodes).cpus_per_worker == 2.0   # 3 each: the second fits nowhere
+    assert share_cpus(TrainConfig(workers=3), nodes).cpus_per_worker == 2.0
+    assert share_cpus(TrainConfig(workers=4), nodes).cpus_per_worker == 1.0
+    assert share_cpus(TrainConfig(workers=2), [{"CPU": 8.0}, {"CPU": 8.0}]).cpus_per_worker == 8.0
+    assert share_cpus(TrainConfig(workers=1), [{"CPU": 3.5}, {}]).cpus_per_worker == 3.0
+
+
+def test_a_worker_that_fits_on_no_node_is_a_clear_error():
+    with pytest.raises(DataError, match=r"--workers 1: each worker needs 6 CPU on one node, and the Ray cluster's "
+                                        r"nodes hold 0 such workers \(the largest node has 4 CPU / 0 GPU\)"):
+        check_resources(TrainConfig(workers=1, cpus_per_worker=6.0), [{"CPU": 4.0}, {"CPU": 4.0}])
+    gpu = TrainConfig(workers=2, use_gpu=True, cpus_per_worker=4.0)  # 2 GPUs in all, but one of them has no CPUs
+    with pytest.raises(DataError, match=r"each worker needs 4 CPU \+ 1 GPU on one node, and the Ray cluster's "
+                                        r"nodes hold 1 such workers"):
+        check_resources(gpu, [{"CPU": 4.0, "GPU": 1.0}, {"CPU": 2.0, "GPU": 1.0}, {"CPU": 8.0}])
+    check_resources(gpu, [{"CPU": 4.0, "GPU": 1.0}, {"CPU": 4.0, "GPU": 1.0}])
 
 
 def test_more_workers_or_gpus_than_the_cluster_has_is_a_clear_error():
     with pytest.raises(DataError, match=r"--workers 9 needs 9 CPU\(s\) but the Ray cluster has 4; lower --workers"):
-        check_resources(TrainConfig(workers=9), {"CPU": 4.0})
+        check_resources(TrainConfig(workers=9), [{"CPU": 4.0}])
     with pytest.raises(DataError, match=r"--workers 2 needs 2 GPU\(s\) but the Ray cluster has 0"):
-        check_resources(TrainConfig(workers=2, use_gpu=True), {"CPU": 4.0})
-    check_resources(TrainConfig(workers=4), {"CPU": 4.0})  # exactly enough
+        check_resources(TrainConfig(workers=2, use_gpu=True), [{"CPU": 4.0}])
+    check_resources(TrainConfig(workers=4), [{"CPU": 4.0}])  # exactly enough
 
 
 def test_flags_are_the_config_fields_with_the_dataclasses_defaults():

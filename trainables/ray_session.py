@@ -42,6 +42,7 @@ class RaySession:
     dashboard_url: str | None  # as Ray gives it (host:port); None when Ray does not say
     owned: bool
     local: bool = False  # a private cluster this session started on this machine: it cannot grow (no autoscaler)
+    nodes: list = dataclasses.field(default_factory=list)  # each live node's resources (cluster_nodes())
     _env_before: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def close(self) -> None:
@@ -72,7 +73,8 @@ def ensure_ray(*, num_cpus: int | None = None, log=say, log_to_driver: bool = Tr
     import ray
 
     if ray.is_initialized():
-        return RaySession(ray.cluster_resources(), _running_dashboard_url(), owned=False, local=_started_here())
+        return RaySession(ray.cluster_resources(), _running_dashboard_url(), owned=False, local=_started_here(),
+                          nodes=cluster_nodes())
     worker_env = {**WORKER_ENV, **({"VISIONSWEEP_VERBOSE": "1"} if verbose() else {})}
     common = dict(log_to_driver=log_to_driver or verbose(), logging_level="WARNING",
                   runtime_env={"env_vars": worker_env})
@@ -99,7 +101,7 @@ def ensure_ray(*, num_cpus: int | None = None, log=say, log_to_driver: bool = Tr
                 ray.shutdown()
         tighten_token_file(log=log)
     return RaySession(ray.cluster_resources(), ctx.dashboard_url or None, owned=True,
-                      local=not os.environ.get("RAY_ADDRESS"), _env_before=env_before)
+                      local=not os.environ.get("RAY_ADDRESS"), nodes=cluster_nodes(), _env_before=env_before)
 
 
 def _running_dashboard_url() -> str | None:
@@ -147,23 +149,61 @@ def tighten_token_file(log=say) -> None:
         log(f"warning: could not make {token} private ({err}); other users of this machine can read it")
 
 
-def share_cpus(cfg: TrainConfig, resources: dict, *, runs: int = 1) -> TrainConfig:
-    """`runs` runs alone on CPUs (one by default): each worker gets an equal share of the cluster's CPUs. Ray sets
-    a worker's OMP_NUM_THREADS from its CPUs, so the default 1 CPU left one core of two idle (measured 0.6x)."""
+def cluster_nodes() -> list[dict]:
+    """Each live node's resources: Ray places a worker's bundle (its CPUs and GPUs) on one node, so what fits is
+    counted per node, not from the cluster's totals."""
+    import ray
+
+    nodes = [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
+    return nodes or [ray.cluster_resources()]
+
+
+def worker_bundle(cfg: TrainConfig) -> dict:
+    """What one Train worker of cfg asks Ray for."""
+    return {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {})}
+
+
+def workers_that_fit(nodes: list[dict], bundle: dict) -> int:
+    """How many workers asking `bundle` the nodes hold, each worker on one node (an idle cluster; Train packs a
+    run's workers on as few nodes as hold them). 1e-9: 0.3 / 0.1 is 2.9999999999999996 in floats; Ray fits 3."""
+    asks = {k: v for k, v in bundle.items() if v > 0}
+    return sum(min(int(node.get(k, 0.0) / v + 1e-9) for k, v in asks.items()) for node in nodes) if asks else 2**31
+
+
+def largest_node(nodes: list[dict]) -> str:
+    """The biggest node, as error messages say it."""
+    cpu, gpu = max(((n.get("CPU", 0.0), n.get("GPU", 0.0)) for n in nodes), default=(0.0, 0.0))
+    return f"{cpu:g} CPU / {gpu:g} GPU"
+
+
+def share_cpus(cfg: TrainConfig, nodes: list[dict], *, runs: int = 1) -> TrainConfig:
+    """`runs` runs alone on CPUs (one by default): each worker gets the largest equal share of the CPUs that
+    still places every worker on one node. Ray sets a worker's OMP_NUM_THREADS from its CPUs, so the default
+    1 CPU left one core of two idle (measured 0.6x). Shares of the cluster's total asked one worker for more CPUs
+    than any node had: on a 4 + 2 CPU cluster `train` waited for ever for a 6-CPU worker."""
     if cfg.use_gpu or cfg.cpus_per_worker != 1.0:
         return cfg
-    share = int(resources.get("CPU", 1) // (cfg.workers * runs))
+    need = cfg.workers * runs
+    most = int(max((n.get("CPU", 0.0) for n in nodes), default=1.0))
+    share = max((s for s in range(2, most + 1) if workers_that_fit(nodes, {"CPU": s}) >= need), default=1)
     return dataclasses.replace(cfg, cpus_per_worker=float(share)) if share > 1 else cfg
 
 
-def check_resources(cfg: TrainConfig, resources: dict) -> None:
+def check_resources(cfg: TrainConfig, nodes: list[dict]) -> None:
     """`--workers` beyond the cluster's GPUs/CPUs is a clear error, not a hang."""
+    totals = {k: sum(n.get(k, 0.0) for n in nodes) for k in ("CPU", "GPU")}
     if cfg.use_gpu:
-        have, need = resources.get("GPU", 0.0), cfg.workers * cfg.gpus_per_worker
+        have, need = totals["GPU"], cfg.workers * cfg.gpus_per_worker
         if need > have:
             raise DataError(f"--workers {cfg.workers} needs {need:g} GPU(s) but the Ray cluster has {have:g}; "
                             f"lower --workers, or add --cpu to train on CPUs")
-    have, need = resources.get("CPU", 0.0), cfg.workers * cfg.cpus_per_worker
+    have, need = totals["CPU"], cfg.workers * cfg.cpus_per_worker
     if need > have:
         raise DataError(f"--workers {cfg.workers} needs {need:g} CPU(s) but the Ray cluster has {have:g}; "
+                        f"lower --workers")
+    fit = workers_that_fit(nodes, worker_bundle(cfg))
+    if fit < cfg.workers:
+        raise DataError(f"--workers {cfg.workers}: each worker needs "
+                        f"{' + '.join(f'{v:g} {k}' for k, v in worker_bundle(cfg).items())} on one node, and the "
+                        f"Ray cluster's nodes hold {fit} such workers (the largest node has {largest_node(nodes)}); "
                         f"lower --workers")

@@ -17,7 +17,7 @@ from pathlib import Path
 from visionsweep.datasets.errors import RunFailed
 from visionsweep.datasets.load import LoadedData
 from visionsweep.trainables.config import TrainConfig, resolve_metric
-from visionsweep.trainables.ray_session import verbose
+from visionsweep.trainables.ray_session import verbose, worker_bundle
 from visionsweep.trainables.worker import DataInfo
 
 
@@ -110,14 +110,11 @@ def make_trainer(cfg: TrainConfig, info: DataInfo, arrays_ref, *, storage: Path 
     from ray.train.torch import TorchTrainer
 
     metric, mode = resolve_metric(cfg.metric, len(info.classes))
-    resources = {"CPU": cfg.cpus_per_worker}
-    if cfg.use_gpu:
-        resources["GPU"] = cfg.gpus_per_worker
     return _interruptible(TorchTrainer)(
         per_worker,
         train_loop_config={"train": dataclasses.asdict(cfg), "info": dataclasses.asdict(info), "arrays": arrays_ref},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker=resources),
+                                               resources_per_worker=worker_bundle(cfg)),
         run_config=ray.train.RunConfig(
             name=name, storage_path=str(storage), callbacks=callbacks,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
