@@ -1,14 +1,15 @@
 """When a sweep starts its next trial (search/admission.py): under a trial-epoch budget, while the epochs trained plus
 a whole schedule for each running trial leave room for one more (the epochs early stopping saves buy more trials);
-with a trial started ahead of the free slots, only once the first wave trains. The account survives Tune's save
-and restore (`--resume`). Driven with a real OptunaSearch, as Tune drives it, without a Ray cluster."""
+with a trial started ahead of the free slots, only once the first wave holds the slots (its worker groups placed, or
+an epoch reported). The account survives Tune's save and restore (`--resume`). Driven with a real OptunaSearch, as
+Tune drives it; the count of placed worker groups against the session's real Ray cluster."""
 
 import optuna
 import pytest
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from visionsweep.search.admission import Admission
+from visionsweep.search.admission import Admission, PlacedWorkers
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -17,9 +18,9 @@ def _space(trial):  # module level: the searcher is pickled on save, as Tune sav
     trial.suggest_float("lr", 1e-4, 1e-2, log=True)
 
 
-def _budget(budget=12, epochs=4, slots=None):
+def _budget(budget=12, epochs=4, slots=None, placed=None):
     inner = OptunaSearch(space=_space, metric="accuracy", mode="max", sampler=optuna.samplers.RandomSampler(seed=0))
-    return Admission(inner, epochs=epochs, budget=budget, slots=slots)
+    return Admission(inner, epochs=epochs, budget=budget, slots=slots, placed=placed)
 
 
 def _run(search, trial_id, epochs, *, complete=True):
@@ -86,6 +87,46 @@ def test_the_trial_started_ahead_waits_until_the_first_wave_trains_then_one_wait
     _run(search, "a", 3)
     assert isinstance(search.suggest("d"), dict)      # from now on the next trial starts as soon as one ends
     assert search.live == {"b", "c", "d"}
+
+
+def test_the_trial_started_ahead_starts_up_once_the_first_wave_holds_its_workers_before_any_epoch():
+    """One-epoch trials report only when they end: waiting for an epoch, the second trial of a sweep started up
+    only after the first had ended (bench_sweep_overhead: 13 s of start-up paid in turn)."""
+    placed = [0]
+    search = _budget(budget=None, epochs=1, slots=1, placed=lambda: placed[0])
+    assert isinstance(search.suggest("a"), dict)
+    assert search.suggest("b") is None                # a's workers are not placed yet: b must not take its slot
+    placed[0] = 1
+    assert isinstance(search.suggest("b"), dict)      # a holds the slot: b starts up while a trains
+    assert search.warmed                              # and stays open: the slots go in Tune's order from now on
+
+
+def test_placed_worker_groups_count_the_ones_asking_cpus_or_gpus_since_the_sweep_began(ray_cluster):
+    import time
+
+    import ray
+    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from visionsweep.search.sweep import driver_resources
+
+    earlier = placement_group([{"CPU": 1.0}])          # a group from before the sweep (a previous run's)
+    ray.get(earlier.ready(), timeout=60)
+    groups = [earlier]
+    try:
+        placed = PlacedWorkers()
+        assert placed() == 0
+        for resources in ({"visionsweep_trial": 1.0}, {"CPU": 4.0}):  # trial drivers: as the sweep asks
+            groups.append(resource_dict_to_pg_factory(driver_resources(resources))())
+            ray.get(groups[-1].ready(), timeout=60)
+        workers = placement_group([{"CPU": 1.0}])      # a trial's Train workers
+        groups.append(workers)
+        ray.get(workers.ready(), timeout=60)
+        time.sleep(0.3)
+        assert placed() == 1
+    finally:
+        for group in groups:
+            remove_placement_group(group)
 
 
 def test_a_first_wave_trial_that_fails_before_its_first_epoch_frees_its_slot():

@@ -6,7 +6,7 @@ of a 3-epoch one-cycle (accuracy ~0.3) while test_efficientnet at 3e-4 already s
 other way round (~0.98 vs ~0.88). ASHA at epoch 1 would drop the winner. The sweep restarts each trial's one-cycle
 at the rungs, so each rung judges an annealed model. The sweep here is resource-bound to one training at a time (each
 worker takes every CPU of the test cluster), with the second trial started ahead of the first one's end (it waits for
-the first wave to train: the order stays Tune's), and ends when its trial-epoch budget is spent."""
+the first wave to hold its workers: the order stays Tune's), and ends when its trial-epoch budget is spent."""
 
 import pytest
 import ray
