@@ -21,28 +21,36 @@ from ray.tune.search import Searcher
 
 
 class PlacedWorkers:
-    """How many Train worker groups the cluster has placed since the sweep began: placement groups in state CREATED
-    whose bundles ask for CPUs or GPUs (a trial driver's ask for neither: search.sweep.driver_resources), less those
-    there before. Asked at most every 0.25 s (one GCS call, ~3 ms on a local cluster)."""
+    """How many of this job's Train worker groups the cluster has placed since the sweep began: placement groups
+    in state CREATED whose bundles ask for CPUs or GPUs (a trial driver's ask for neither:
+    search.sweep.driver_resources), created by this Ray job (a placement group's id ends with its job's id: another
+    job on a shared cluster does not count), less those there before. Asked at most every 0.25 s (one GCS call,
+    ~3 ms on a local cluster)."""
 
     def __init__(self) -> None:
-        self.before, self.checked, self.count = self._placed(), 0.0, 0
+        self.before, self.seen, self.checked = self._placed(), set(), 0.0
 
     @staticmethod
     def _placed() -> set[str]:
+        import ray
         from ray.util import placement_group_table
 
+        job = ray.get_runtime_context().get_job_id()
         return {pg for pg, info in placement_group_table().items() if info.get("state") == "CREATED"
+                and pg.endswith(job)
                 and any(b.get("CPU", 0) > 0 or b.get("GPU", 0) > 0 for b in info.get("bundles", {}).values())}
 
     def __call__(self) -> int:
         if time.monotonic() - self.checked >= 0.25:
-            self.checked, self.count = time.monotonic(), len(self._placed() - self.before)
-        return self.count
+            self.checked = time.monotonic()
+            self.seen |= self._placed() - self.before
+        return len(self.seen)
 
 
 class Admission(Searcher):
     """Wraps the sweep's searcher (OptunaSearch)."""
+
+    placed = None  # an Admission Tune pickled before this attribute existed (--resume of an older sweep) has none
 
     def __init__(self, searcher: Searcher, *, epochs: int, budget: int | None = None,
                  slots: int | None = None, placed=None) -> None:

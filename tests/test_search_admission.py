@@ -4,6 +4,10 @@ with a trial started ahead of the free slots, only once the first wave holds the
 an epoch reported). The account survives Tune's save and restore (`--resume`). Driven with a real OptunaSearch, as
 Tune drives it; the count of placed worker groups against the session's real Ray cluster."""
 
+import pickle
+import subprocess
+import sys
+
 import optuna
 import pytest
 from ray.tune.search import Searcher
@@ -113,9 +117,14 @@ def test_placed_worker_groups_count_the_ones_asking_cpus_or_gpus_since_the_sweep
     earlier = placement_group([{"CPU": 1.0}])          # a group from before the sweep (a previous run's)
     ray.get(earlier.ready(), timeout=60)
     groups = [earlier]
+    other_job = subprocess.Popen(  # another driver on the same cluster, holding a CPU group of its own
+        [sys.executable, "-c", "import time, ray; from ray.util.placement_group import placement_group; ray.init(); "
+         "pg = placement_group([{'CPU': 1.0}]); ray.get(pg.ready()); print('placed', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         placed = PlacedWorkers()
         assert placed() == 0
+        assert other_job.stdout.readline().strip() == "placed"
         for resources in ({"visionsweep_trial": 1.0}, {"CPU": 4.0}):  # trial drivers: as the sweep asks
             groups.append(resource_dict_to_pg_factory(driver_resources(resources))())
             ray.get(groups[-1].ready(), timeout=60)
@@ -125,8 +134,18 @@ def test_placed_worker_groups_count_the_ones_asking_cpus_or_gpus_since_the_sweep
         time.sleep(0.3)
         assert placed() == 1
     finally:
+        other_job.kill()
+        other_job.wait()
         for group in groups:
             remove_placement_group(group)
+
+
+def test_a_sweep_saved_before_the_placed_count_existed_resumes():
+    """Tune pickles the searcher when the sweep starts; --resume unpickles it without __init__."""
+    search = _budget(budget=None, epochs=3, slots=1)
+    del search.__dict__["placed"]                     # what an older sweep's pickle holds
+    search = pickle.loads(pickle.dumps(search))
+    assert isinstance(search.suggest("a"), dict) and search.suggest("b") is None
 
 
 def test_a_first_wave_trial_that_fails_before_its_first_epoch_frees_its_slot():

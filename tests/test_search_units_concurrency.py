@@ -91,5 +91,5 @@ def test_each_worker_of_a_trial_fits_on_one_node():
     sc = SearchConfig(name="s", trials=20)
     assert concurrency(sc, [head, gpu_node, gpu_node], sc.gpus_per_worker(2.0)) == 2
     with pytest.raises(DataError, match=r"one trial needs 1 worker\(s\) x 4 CPU, but the Ray cluster has 6 CPU / "
-                                        r"0 GPU \(each worker on one node; the largest has 3 CPU / 0 GPU\)"):
+                                        r"0 GPU \(each worker on one node; at most 3 CPU / 0 GPU on one node\)"):
         concurrency(SearchConfig(name="s", cpus_per_worker=4.0), [{"CPU": 3.0}, {"CPU": 3.0}], 0.0)

@@ -44,7 +44,7 @@ def test_a_cpu_share_places_every_worker_on_one_node():
 
 def test_a_worker_that_fits_on_no_node_is_a_clear_error():
     with pytest.raises(DataError, match=r"--workers 1: each worker needs 6 CPU on one node, and the Ray cluster's "
-                                        r"nodes hold 0 such workers \(the largest node has 4 CPU / 0 GPU\)"):
+                                        r"nodes hold 0 such workers \(at most 4 CPU / 0 GPU on one node\)"):
         check_resources(TrainConfig(workers=1, cpus_per_worker=6.0), [{"CPU": 4.0}, {"CPU": 4.0}])
     gpu = TrainConfig(workers=2, use_gpu=True, cpus_per_worker=4.0)  # 2 GPUs in all, but one of them has no CPUs
     with pytest.raises(DataError, match=r"each worker needs 4 CPU \+ 1 GPU on one node, and the Ray cluster's "

@@ -171,9 +171,9 @@ def workers_that_fit(nodes: list[dict], bundle: dict) -> int:
 
 
 def largest_node(nodes: list[dict]) -> str:
-    """The biggest node, as error messages say it."""
-    cpu, gpu = max(((n.get("CPU", 0.0), n.get("GPU", 0.0)) for n in nodes), default=(0.0, 0.0))
-    return f"{cpu:g} CPU / {gpu:g} GPU"
+    """The most CPUs and the most GPUs that one node has, as error messages say them."""
+    cpu, gpu = (max((n.get(key, 0.0) for n in nodes), default=0.0) for key in ("CPU", "GPU"))
+    return f"at most {cpu:g} CPU / {gpu:g} GPU on one node"
 
 
 def share_cpus(cfg: TrainConfig, nodes: list[dict], *, runs: int = 1) -> TrainConfig:
@@ -205,5 +205,5 @@ def check_resources(cfg: TrainConfig, nodes: list[dict]) -> None:
     if fit < cfg.workers:
         raise DataError(f"--workers {cfg.workers}: each worker needs "
                         f"{' + '.join(f'{v:g} {k}' for k, v in worker_bundle(cfg).items())} on one node, and the "
-                        f"Ray cluster's nodes hold {fit} such workers (the largest node has {largest_node(nodes)}); "
+                        f"Ray cluster's nodes hold {fit} such workers ({largest_node(nodes)}); "
                         f"lower --workers")
