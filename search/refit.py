@@ -284,7 +284,7 @@ def refits_at_once(cfg, nodes: list[dict], runs: int) -> int:
 def _next(ended):
     """The queue's next item, waking every 0.5 s: a Ctrl-C that the kernel hands to another of the process's
     threads (Ray's, the runs') is run by Python in this main thread only once it runs again. Waiting without a
-    timeout, such a Ctrl-C was not seen until a run ended (once in the suite: 60 s, and then lost)."""
+    timeout, such a Ctrl-C was not seen until a run ended (tests/test_search_units_refit.py: 30 s)."""
     import queue
 
     while True:
