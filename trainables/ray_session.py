@@ -158,9 +158,18 @@ def cluster_nodes() -> list[dict]:
     return nodes or [ray.cluster_resources()]
 
 
+def bundle(cpus: float, gpus: float = 0.0) -> dict:
+    """What one Train worker asks Ray for."""
+    return {"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})}
+
+
 def worker_bundle(cfg: TrainConfig) -> dict:
-    """What one Train worker of cfg asks Ray for."""
-    return {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {})}
+    return bundle(cfg.cpus_per_worker, cfg.gpus_per_worker if cfg.use_gpu else 0.0)
+
+
+def cluster_totals(nodes: list[dict]) -> dict:
+    """The nodes' CPUs and GPUs added up."""
+    return {key: sum(n.get(key, 0.0) for n in nodes) for key in ("CPU", "GPU")}
 
 
 def workers_that_fit(nodes: list[dict], bundle: dict) -> int:
@@ -191,7 +200,7 @@ def share_cpus(cfg: TrainConfig, nodes: list[dict], *, runs: int = 1) -> TrainCo
 
 def check_resources(cfg: TrainConfig, nodes: list[dict]) -> None:
     """`--workers` beyond the cluster's GPUs/CPUs is a clear error, not a hang."""
-    totals = {k: sum(n.get(k, 0.0) for n in nodes) for k in ("CPU", "GPU")}
+    totals = cluster_totals(nodes)
     if cfg.use_gpu:
         have, need = totals["GPU"], cfg.workers * cfg.gpus_per_worker
         if need > have:
