@@ -22,6 +22,27 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VISIONSWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_placement_groups():
+    """After each test, placement groups this process's Ray job still holds are removed. Ray Train leaked one in CI:
+    a trial of an in-process sweep was stopped as its controller placed a new worker group, Train's cleaner never
+    freed it, and the next runs waited for ever for the CPU it held (the killed-worker test, then a hang)."""
+    yield
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    job = ray.get_runtime_context().get_job_id()
+    for pg, info in placement_group_table().items():
+        if pg.endswith(job) and info.get("state") in ("CREATED", "PENDING"):
+            try:
+                remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg)))
+            except Exception:  # removed meanwhile by Train's own cleaner
+                pass
+
+
 def _free_port() -> int:
     import socket
 
