@@ -103,14 +103,17 @@ def lr_find_per_worker(config: dict) -> None:
 
 
 def make_trainer(cfg: TrainConfig, info: DataInfo, arrays_ref, *, storage: Path | str, name: str,
-                 callbacks: list | None = None, env: dict | None = None, per_worker=train_loop_per_worker):
+                 callbacks: list | None = None, env: dict | None = None, per_worker=train_loop_per_worker,
+                 pg_cleaner: bool = True):
     """The TorchTrainer of one run: DDP over cfg.workers (NCCL on GPUs, gloo on CPUs), checkpoints keep the
-    best by the task's metric plus the latest (for resume), failed worker groups restart from the latest."""
+    best by the task's metric plus the latest (for resume), failed worker groups restart from the latest.
+    `pg_cleaner=False`: without Train's placement-group cleaner actor, for a caller that frees the worker group
+    of a dead controller itself (a sweep's trials: search.reaper)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     metric, mode = resolve_metric(cfg.metric, len(info.classes))
-    return _interruptible(TorchTrainer)(
+    trainer = _interruptible(TorchTrainer)(
         per_worker,
         train_loop_config={"train": dataclasses.asdict(cfg), "info": dataclasses.asdict(info), "arrays": arrays_ref},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.use_gpu,
@@ -123,6 +126,8 @@ def make_trainer(cfg: TrainConfig, info: DataInfo, arrays_ref, *, storage: Path 
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             worker_runtime_env={"env_vars": env} if env else None),
     )
+    trainer.pg_cleaner = pg_cleaner
+    return trainer
 
 
 @functools.cache
@@ -134,11 +139,13 @@ def _interruptible(base):
     handler is installed at all.
 
     Also: no DatasetManager actor. Ray Train 2.60 starts one for every run, Ray Datasets or not (one more process
-    per run, ~1.3 s of CPU importing Ray Data); visionsweep's runs pass arrays, never `datasets`."""
+    per run, ~1.3 s of CPU importing Ray Data); visionsweep's runs pass arrays, never `datasets`. And no
+    placement-group cleaner actor where `pg_cleaner` is False (make_trainer)."""
     import ray
 
     class InterruptibleTrainer(base):
         interrupted = False
+        pg_cleaner = True
 
         def _register_sigint_handler(self, controller) -> None:
             def handler(signum, frame):
@@ -154,9 +161,11 @@ def _interruptible(base):
 
         def _create_default_callbacks(self) -> list:
             from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
+            from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 
-            callbacks = super()._create_default_callbacks()
-            return callbacks if self.datasets else [cb for cb in callbacks if not isinstance(cb, DatasetsCallback)]
+            dropped = (() if self.datasets else (DatasetsCallback,)) + (() if self.pg_cleaner
+                                                                       else (PlacementGroupCleanerCallback,))
+            return [cb for cb in super()._create_default_callbacks() if not isinstance(cb, dropped)]
 
         def fit(self):
             with sigint_handler_kept():
