@@ -18,8 +18,9 @@ def prune_unregistered_checkpoints(train_runs: str) -> int:
     """Delete checkpoint folders that Train's own record (checkpoint_manager_snapshot.json) does not list.
 
     When ASHA stops a trial, Tune ends the trial actor and with it the Train controller, but the workers run on
-    until Train's placement-group cleaner notices (about a second here) and may write one or two more
-    checkpoints that no record points to: retention never deletes them, and resume never uses them."""
+    until their placement group is removed (by the sweep's reaper, search.reaper: within 0.25 s) and may write
+    one or two more checkpoints that no record points to: retention never deletes them, and resume never uses
+    them."""
 
 
     if st.is_remote(train_runs) or not Path(train_runs).is_dir():

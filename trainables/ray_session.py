@@ -13,11 +13,13 @@ from visionsweep.datasets.console import say
 
 TRIAL_RESOURCE = "visionsweep_trial"  # sweeps: trial drivers take this, never a CPU a worker needs
 # Train's controller sees a report, or that the run ended, only when it polls its workers (every
-# RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s): up to 2 s of latency per report. Polling every 0.5 s cut that latency
-# (0.35-1.25 s -> 0.03-0.36 s; no per-trial gain beyond bench_sweep_overhead's noise) but hung a trial in the
-# suite: the trial driver's main thread blocked for ever in Ray's Tune session (queue.put in _report_training_result)
-# when Train's last report reached it after fit() had returned. Left at Ray's default.
-WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
+# RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, Ray's default 2 s): up to 2 s of latency per report, and a sweep's trial ends
+# (and frees its workers for the next) only once its last report reached Tune. Polled every 0.5 s here. Tried once
+# before, with Ray's TuneReportCallback, that hung a trial of the suite's notebook sweep (the trial's thread blocked
+# in Tune's session, queue.put, when Train's last report reached it after fit() had returned); a sweep's trials now
+# hand every report to Tune before fit()'s thread is done with (search.relay). bench_sweep_overhead, 3 interleaved
+# pairs: 10.3, 10.1, 9.3 s per trial against 10.5, 10.4, 10.0 s at 2 s.
+WORKER_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 # A cluster visionsweep starts on this machine: no spot nodes to watch. Train's preemption watcher is one more
 # actor per run (about 1 s of each trial's start on 2 cores); clusters keep it. A sweep starts one trial ahead of
 # its free slots (search.sweep.in_flight): that trial's workers wait for a slot as long as a running trial trains,
