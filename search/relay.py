@@ -64,7 +64,8 @@ def relay(fit, channel: str, report, *, poll_s: float = 0.05):
     try:
         while True:
             ended = done.is_set()  # before draining: whatever the run reported is in the store by now
-            while (item := kv._internal_kv_get(f"{channel}/{seen + 1}", namespace=NAMESPACE)) is not None:
+            while (item := kv._internal_kv_get(key := f"{channel}/{seen + 1}", namespace=NAMESPACE)) is not None:
+                kv._internal_kv_del(key, namespace=NAMESPACE)  # a trial Tune kills leaves at most its unread ones
                 seen += 1
                 report(pickle.loads(item))
             if ended:
