@@ -12,15 +12,10 @@ import pickle
 import threading
 import uuid
 
+from ray.experimental import internal_kv as kv
 from ray.train.v2.api.callback import UserCallback
 
 NAMESPACE = "visionsweep"
-
-
-def _kv():
-    from ray.experimental import internal_kv
-
-    return internal_kv
 
 
 class KVReport(UserCallback):
@@ -35,7 +30,7 @@ class KVReport(UserCallback):
         if checkpoint:
             item["checkpoint_path"] = checkpoint.path
         self.sent += 1
-        _kv()._internal_kv_put(f"{self.channel}/{self.sent}", pickle.dumps(item), namespace=NAMESPACE)
+        kv._internal_kv_put(f"{self.channel}/{self.sent}", pickle.dumps(item), namespace=NAMESPACE)
 
 
 def new_channel(trial_id: str) -> str:
@@ -47,7 +42,6 @@ def relay(fit, channel: str, report, *, poll_s: float = 0.05):
     """Runs fit() in a thread and hands each report that `KVReport` puts under `channel` to report(metrics), in
     order, from the calling thread (Tune's session wants its trial's thread). Returns fit()'s result, or raises
     what it raised, once every report is handed on: a report is in the store before its run can end."""
-    kv = _kv()
     outcome: dict = {}
     done = threading.Event()
 

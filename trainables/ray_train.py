@@ -163,9 +163,10 @@ def _interruptible(base):
             from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
             from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 
-            dropped = (() if self.datasets else (DatasetsCallback,)) + (() if self.pg_cleaner
-                                                                       else (PlacementGroupCleanerCallback,))
-            return [cb for cb in super()._create_default_callbacks() if not isinstance(cb, dropped)]
+            dropped = [] if self.datasets else [DatasetsCallback]
+            if not self.pg_cleaner:
+                dropped.append(PlacementGroupCleanerCallback)
+            return [cb for cb in super()._create_default_callbacks() if not isinstance(cb, tuple(dropped))]
 
         def fit(self):
             with sigint_handler_kept():
