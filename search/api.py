@@ -84,6 +84,11 @@ def _train_config(options: dict, *, cpu: bool, seed: int | None):
     values = dict(options)
     if seed is not None:
         values.setdefault("seed", seed)
+    if values.get("gpus_per_worker") is not None:  # GPUs asked for: also where the cluster has none yet (autoscaling)
+        if cpu:
+            raise DataError(f"--cpu and --gpus-per-worker {values['gpus_per_worker']:g} contradict each other; "
+                            f"drop one")
+        values["use_gpu"] = True
     values.setdefault("use_gpu", _use_gpu(cpu))
     return config_from_dict(values)
 

@@ -76,6 +76,8 @@ TRAIN_FLAGS = (
     Flag("aug", "augmentation strength in [0, 1]"),
     Flag("weight_decay", "AdamW decoupled weight decay"),
     Flag("workers", "DDP workers: GPUs, or CPU processes with --cpu"),
+    Flag("gpus_per_worker", "train on GPUs, this many per worker, even where the Ray cluster has none yet (an "
+                            "autoscaling cluster adds GPU nodes; default: 1 per worker when the cluster has GPUs)"),
     Flag("metric", "validation metric for the best checkpoint; auto: auc for binary tasks, else accuracy",
          choices=METRICS),
     Flag("weights", "weights file (safetensors or state dict) instead of the hub"),

@@ -84,7 +84,7 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
     arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
     with ensure_ray(log=log) as session:
         cfg = share_cpus(cfg, session.nodes)
-        check_resources(cfg, session.nodes)
+        check_resources(cfg, session.nodes, can_grow=not session.local, log=log)
         make_run_dir(out_dir, action)
         info = data_info(data)
         (out_dir / RUN_MARKER).write_text(json.dumps({"visionsweep_run": True, "train": dataclasses.asdict(cfg),
@@ -126,7 +126,7 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
         raise DataError(f"--out {out_png}: folder {out_png.parent} does not exist")
     with ensure_ray(log=log) as session:
         cfg = share_cpus(cfg, session.nodes)
-        check_resources(cfg, session.nodes)
+        check_resources(cfg, session.nodes, can_grow=not session.local, log=log)
         arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
         result = lr_find_curve(cfg, data_info(data), ray.put(arrays))
     save_lr_find(result, cfg.backbone, out_png)

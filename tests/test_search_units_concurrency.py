@@ -38,6 +38,18 @@ def test_max_concurrent_wins_over_the_cluster():
     assert _n({}, max_concurrent=1) == 1            # and no error for an empty resource view
 
 
+def test_on_the_local_cluster_a_trial_that_fits_no_node_is_an_error_even_with_max_concurrent():
+    """--gpus-per-trial 1 --max-concurrent 4 on cluster.yaml's head (no GPU node yet) waits for the autoscaler;
+    the local cluster visionsweep starts cannot grow, so there the trial's workers would wait for ever."""
+    sc = SearchConfig(name="s", gpus_per_trial=1.0, max_concurrent=4)
+    assert concurrency(sc, [{"CPU": 4.0, "visionsweep_trial": 1.0}], 1.0, local=False) == 4
+    with pytest.raises(DataError, match=r"one trial needs 1 worker\(s\) x 1 CPU and 1 GPU, but the Ray cluster has "
+                                        r"2 CPU / 0 GPU; .*local Ray cluster cannot add nodes"):
+        concurrency(sc, [{"CPU": 2.0}], 1.0, local=True)
+    with pytest.raises(DataError, match=r"on a cluster that adds nodes for waiting trials, give --max-concurrent"):
+        concurrency(SearchConfig(name="s", gpus_per_trial=1.0), [{"CPU": 4.0}], 1.0, local=False)
+
+
 @pytest.mark.parametrize("resources, options, words", [
     ({"CPU": 1.0}, {"workers_per_trial": 2},
      "one trial needs 2 worker(s) x 1 CPU, but the Ray cluster has 1 CPU / 0 GPU; lower --workers-per-trial or "

@@ -15,6 +15,7 @@ TINY = ["--backbone", "test_resnet", "--no-pretrained", "--cpu", "--batch-size",
     (["--max-lr", "-0.1"], "--max-lr must be > 0, got -0.1"),
     (["--backbone", "resnet-18"], "is not a timm model name"),
     (["--aug", "1.5"], "--aug must be in [0, 1]"),
+    (["--gpus-per-worker", "1"], "--cpu and --gpus-per-worker 1 contradict each other; drop one"),
 ])
 def test_bad_training_flags_exit_2_before_any_work(demo_data, tmp_path, flags, message):
     res = cli_in_process("train", demo_data, *TINY, *flags, "--out", tmp_path / "r")
@@ -90,3 +91,23 @@ def test_flags_are_the_config_fields_with_the_dataclasses_defaults():
                                        + ")")
     with pytest.raises(SystemExit):  # choices come from the config module's own list
         parser.parse_args(["sweep", "DATA", "--name", "s", "--searcher", "grid"])
+
+
+def test_gpus_per_worker_asks_for_gpus_whatever_the_cluster_has_now():
+    from visionsweep.search.api import _train_config
+
+    cfg = _train_config({"gpus_per_worker": 0.5}, cpu=False, seed=None)
+    assert cfg.use_gpu and cfg.gpus_per_worker == 0.5
+
+
+def test_gpus_a_cluster_lacks_are_waited_for_only_where_it_can_grow():
+    """An autoscaling cluster (cluster.yaml) starts without GPU nodes: a run that asks for GPUs waits for them, with
+    a note. The local cluster visionsweep starts cannot grow: there the same request is an error, not a hang."""
+    gpu, nodes = TrainConfig(workers=2, use_gpu=True), [{"CPU": 4.0}]
+    notes = []
+    check_resources(gpu, nodes, can_grow=True, log=notes.append)
+    assert len(notes) == 1 and "has 0 GPU(s) now and this run asks for 2: its workers wait" in notes[0], notes
+    with pytest.raises(DataError, match=r"--workers 2 needs 2 GPU\(s\) but the Ray cluster has 0"):
+        check_resources(gpu, nodes, can_grow=False)
+    with pytest.raises(DataError, match=r"--workers 9 needs 9 CPU"):  # CPUs for a CPU run: checked as before
+        check_resources(TrainConfig(workers=9), nodes, can_grow=True)
