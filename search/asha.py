@@ -7,7 +7,10 @@ sweep's first wave: the recipes) the faster one passes every rung it reaches fir
 bench_search.py: a from-scratch resnet18 at valid 0.52 ran all 5 epochs beside a pretrained model at 1.00, 3 of a
 15-epoch budget's trial-epochs. Here such a pass is provisional: while the trial trains on, each of its results
 re-checks that rung with what has been recorded there since, and stops the trial once it falls below the rung's
-cutoff. A trial that passes a later rung against real competition keeps its place (probation ends there)."""
+cutoff. A trial that passes a later rung against real competition keeps its place (probation ends there).
+
+The rungs are the sweep's own (`SearchConfig.rungs()`, the epochs its trials restart their one-cycle at), not the
+ones Ray derives from max_t: Ray adds one at the last power of the factor short of max_t (epoch 4 of 5)."""
 
 from __future__ import annotations
 
@@ -19,8 +22,11 @@ class ProvisionalASHA(ASHAScheduler):
     2.60's bracket bookkeeping (`_trial_info`, `_Bracket._rungs`, `_Bracket.cutoff`); tests/test_search_asha.py
     fails if a Ray upgrade moves them."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, *, rungs: tuple[int, ...] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        if rungs is not None:  # judged at exactly these epochs (Ray's bracket keeps them highest first)
+            for bracket in self._brackets:
+                bracket._rungs = [(milestone, {}) for milestone in sorted(rungs, reverse=True)]
         self._probation: dict[str, list[int]] = {}  # trial id -> rungs it passed with nothing to compare against
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:

@@ -114,8 +114,9 @@ SWEEP_FLAGS = (
     Flag("searcher", "Optuna sampler (trial 1 is always the fastai recipe)", choices=SEARCHERS),
     Flag("startup_trials", "tpe: random trials (the recipe trials among them) before TPE models the results "
                            "(default: a third of the trials, or of those --epoch-budget pays for, within 3..10)"),
-    Flag("early_stopping", "asha: successive halving at rungs 1, 2, 4 .. epochs, the one-cycle restarting at each "
-                           "rung; none: every trial runs all epochs", choices=EARLY_STOPPING),
+    Flag("early_stopping", "asha: successive halving at rungs 1, 2, 4 .. epochs within the first half of the run, "
+                           "the one-cycle restarting at each rung; none: every trial runs all epochs",
+         choices=EARLY_STOPPING),
     Flag("lr_find", "run fastai's lr_find per backbone first and search each max LR within x/÷4 of its valley"),
     Flag("keep_all", "keep every checkpoint with its optimizer state (default: once the sweep ends, the best "
                      "weights of the --top-k trials; unfinished trials keep all they need to resume)", flag="--keep"),

@@ -150,8 +150,8 @@ class SearchConfig:
 
     @property
     def asha(self) -> tuple[int, int]:
-        """(grace period, reduction factor): explicit values, else derived from the epochs. Rungs at 1, 2, 4
-        epochs for short runs; longer runs halve less often (factor 3) so each restart cycle stays long."""
+        """(grace period, reduction factor): explicit values, else derived from the epochs. Rungs at 1, 2 (and 4
+        from 8 epochs) for short runs; longer runs halve less often (factor 3) so each restart cycle stays long."""
         return self.grace_period or 1, self.reduction_factor or (2 if self.epochs <= 8 else 3)
 
     @property
@@ -164,13 +164,19 @@ class SearchConfig:
         return min(10, max(3, math.ceil(trials / 3)))
 
     def rungs(self) -> tuple[int, ...]:
-        """The epochs at which ASHA compares trials (empty without early stopping): ASHA's own milestones,
-        min_t * rf**k for k < int(log(max_t / min_t) / log(rf) + 1), those short of max_t."""
+        """The epochs at which ASHA compares trials (empty without early stopping): ASHA's milestones
+        grace * rf**k, those in the first half of the run (2 * r <= epochs). A stop there saves at least half a
+        trial, and with the restarts at the rungs the trials it keeps end with a cycle at least as long as all the
+        cycles before it. Ray's ASHA would also judge at the last power short of max_t (epoch 4 of 5): a stop that
+        saves one epoch in five, discards a trial 80% trained, and leaves the kept ones a one-epoch final cycle."""
         if self.early_stopping != "asha":
             return ()
         grace, rf = self.asha
-        count = int(math.log(self.epochs / grace) / math.log(rf) + 1) if self.epochs >= grace else 0
-        return tuple(r for r in (grace * rf ** k for k in range(count)) if r < self.epochs)
+        out, rung = [], grace
+        while 2 * rung <= self.epochs:
+            out.append(rung)
+            rung *= rf
+        return tuple(out)
 
     def lr_range_for(self, backbone: str) -> tuple[float, float]:
         lo, hi = self.lr_ranges.get(backbone, self.lr_range)

@@ -59,10 +59,10 @@ def test_the_configuration_that_wins_at_full_length_is_not_stopped_at_a_rung(ray
     early = board[board["backbone"] == EARLY[0]].iloc[0]["trial_id"]
     late = board[board["backbone"] == LATE[0]].iloc[0]["trial_id"]
     # One training at a time, in Tune's order although the second trial was started ahead of the first one's end:
-    # the recipe trial (EARLY) trains first, so the late bloomer is the one judged against it at each rung.
+    # the recipe trial (EARLY) trains first, so the late bloomer is the one judged against it at the rung.
     row = lambda trial, epoch: text.index(f"{trial:<12} {epoch:>5}")  # noqa: E731  (an epoch row of the table)
     assert row(early, 3) < row(late, 1), text
-    # Judged at rungs 1 and 2 against the trial that led under one-cycle at epoch 1, it is not stopped: it runs all
-    # its epochs and leads the leaderboard.
+    # Judged at the rung (epoch 1 of 3) against the trial that led under one-cycle there, it is not stopped: it runs
+    # all its epochs and leads the leaderboard.
     best = board.iloc[0]
     assert best["backbone"] == LATE[0] and best["status"] == "done" and best["epochs"] == sc.epochs, board

@@ -7,20 +7,27 @@ from visionsweep.search.config import SearchConfig
 from visionsweep.search.space import recipe_point, trial_train_config
 
 
-def test_rungs_are_ashas_own_milestones():
-    from ray.tune.schedulers.async_hyperband import _Bracket  # the scheduler the sweep runs (no Ray started)
+def test_rungs_are_ashas_milestones_in_the_first_half_and_the_scheduler_judges_at_them():
+    from ray.tune.schedulers.async_hyperband import _Bracket  # Ray's own milestones (no Ray started)
+
+    from visionsweep.search.asha import ProvisionalASHA
 
     for epochs in range(1, 21):
         for grace in (1, 2, 3):
             for rf in (2, 3, 4):
                 sc = SearchConfig(name="x", epochs=epochs, grace_period=grace, reduction_factor=rf)
-                bracket = _Bracket(min_t=grace, max_t=epochs, reduction_factor=rf, s=0)
-                assert sc.rungs() == tuple(sorted(m for m, _ in bracket._rungs if m < epochs)), (epochs, grace, rf)
+                ray_rungs = sorted(m for m, _ in _Bracket(min_t=grace, max_t=epochs, reduction_factor=rf, s=0)._rungs)
+                assert sc.rungs() == tuple(m for m in ray_rungs if 2 * m <= epochs), (epochs, grace, rf)
+                if grace <= epochs:
+                    asha = ProvisionalASHA(time_attr="epoch", metric="m", mode="max", max_t=epochs,
+                                           grace_period=grace, reduction_factor=rf, rungs=sc.rungs())
+                    assert sorted(m for m, _ in asha._brackets[0]._rungs) == list(sc.rungs()), (epochs, grace, rf)
 
 
 def test_asha_defaults_follow_the_epochs_and_none_means_no_rungs():
-    assert SearchConfig(name="x", epochs=5).rungs() == (1, 2, 4)
-    assert SearchConfig(name="x", epochs=12).asha == (1, 3) and SearchConfig(name="x", epochs=12).rungs() == (1, 3, 9)
+    assert SearchConfig(name="x", epochs=5).rungs() == (1, 2)  # not Ray's rung at 4: it would save 1 epoch of 5
+    assert SearchConfig(name="x", epochs=12).asha == (1, 3) and SearchConfig(name="x", epochs=12).rungs() == (1, 3)
+    assert SearchConfig(name="x", epochs=20).rungs() == (1, 3, 9)
     assert SearchConfig(name="x", epochs=5, early_stopping="none").rungs() == ()
     for bad in ({"searcher": "grid"}, {"early_stopping": "hyperband"}, {"reduction_factor": 1},
                 {"weights": {"resnet18": "/nonexistent/w.safetensors"}}):
@@ -32,7 +39,7 @@ def test_trials_restart_their_one_cycle_at_the_rungs():
     sc = SearchConfig(name="x", epochs=5, backbones=("resnet18",))
     cfg = trial_train_config(sc, {"backbone": "resnet18", "max_lr": {"resnet18": 1e-3}, "aug": 0.3},
                              use_gpu=False, gpus_per_worker=0)
-    assert cfg.restarts == (1, 2, 4) and cfg.epochs == 5 and cfg.freeze_epochs == 0
+    assert cfg.restarts == (1, 2) and cfg.epochs == 5 and cfg.freeze_epochs == 0
     plain = trial_train_config(SearchConfig(name="x", epochs=5, early_stopping="none"),
                                {"backbone": "resnet18", "max_lr": {"resnet18": 1e-3}, "aug": 0.3},
                                use_gpu=False, gpus_per_worker=0)
@@ -82,9 +89,9 @@ def test_with_pretrained_backbones_the_first_rung_follows_an_unfrozen_epoch(tmp_
                       weights={"tf_efficientnet_lite0": str(weights)}, train={"pretrained": True})
     ordered, have = pretrained_first(sc)
     assert ordered.backbones[0] == "tf_efficientnet_lite0" and "tf_efficientnet_lite0" in have
-    assert ordered.rungs() == (2, 4)  # not 1: epoch 1 is the frozen head-only epoch
+    assert ordered.rungs() == (2,)  # not 1: epoch 1 is the frozen head-only epoch
     scratch, none = pretrained_first(SearchConfig(name="x", epochs=5, train={"pretrained": False}))
-    assert not none and scratch.rungs() == (1, 2, 4)
+    assert not none and scratch.rungs() == (1, 2)
 
 
 def test_every_sampled_max_lr_lies_in_its_backbones_own_range():

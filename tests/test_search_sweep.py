@@ -35,12 +35,13 @@ def binary_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sweep(ray_cluster, binary_data, tmp_path_factory):
     """5 trials, one at a time (so ASHA's decisions are deterministic): test_resnet learns, test_efficientnet_gn
-    barely moves (LR 1e-9: clearly worse, ASHA stops it), test_efficientnet diverges (NaN: the trial fails).
+    barely moves (LR 1e-9: clearly worse from epoch 2, ASHA stops it; at epoch 1 its AUC, ~0.97 from random
+    features, ties test_resnet's), test_efficientnet diverges (NaN: the trial fails). 4 epochs: rungs at 1 and 2.
     TPE seed 10 samples them as resnet, efficientnet, gn, gn, resnet (startup_trials 10: all five are its random
     start-up samples, so every backbone is drawn)."""
     spec, data = binary_data
     sc = SearchConfig(
-        name="e2e", storage=str(tmp_path_factory.mktemp("sweeps")), trials=5, epochs=3, seed=10, max_concurrent=1,
+        name="e2e", storage=str(tmp_path_factory.mktemp("sweeps")), trials=5, epochs=4, seed=10, max_concurrent=1,
         startup_trials=10,
         backbones=("test_resnet", "test_efficientnet_gn", "test_efficientnet"),
         lr_ranges={"test_resnet": [3e-3, 1e-2], "test_efficientnet_gn": [1e-9, 2e-9], "test_efficientnet": [1e6, 2e6]},
@@ -90,7 +91,7 @@ def test_sweep_runs_every_trial_stops_the_worse_and_survives_a_failing_one(sweep
     import optuna
     study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{path}/optuna.db")
     assert len(study.trials) == 5 and study.trials[0].params["backbone"] == "test_resnet"
-    # Every rung (epochs 1, 2 of 3) judges an annealed model: the one-cycle restarts at each rung.
+    # Every rung (epochs 1, 2 of 4) judges an annealed model: the one-cycle restarts at each rung.
     import json
     _, ckpt = resolve_sources(path, top_k=1)[0]
     with ckpt.as_directory() as d:

@@ -146,13 +146,16 @@ def test_a_bad_metric_is_refused_before_ray_listing_the_metrics():
 @pytest.mark.parametrize("epochs, asha, rungs", [
     (1, (1, 2), ()),
     (2, (1, 2), (1,)),
+    (3, (1, 2), (1,)),
     (4, (1, 2), (1, 2)),
-    (5, (1, 2), (1, 2, 4)),
+    (5, (1, 2), (1, 2)),           # no rung at 4: a stop there would save one epoch of five
+    (7, (1, 2), (1, 2)),
     (8, (1, 2), (1, 2, 4)),        # the last epoch is never a rung: the trial ends there anyway
     (9, (1, 3), (1, 3)),           # > 8 epochs: factor 3
-    (10, (1, 3), (1, 3, 9)),
-    (27, (1, 3), (1, 3, 9)),
-    (28, (1, 3), (1, 3, 9, 27)),
+    (10, (1, 3), (1, 3)),
+    (18, (1, 3), (1, 3, 9)),
+    (28, (1, 3), (1, 3, 9)),
+    (54, (1, 3), (1, 3, 9, 27)),
 ])
 def test_asha_grace_and_factor_follow_the_epochs(epochs, asha, rungs):
     sc = SearchConfig(name="s", epochs=epochs)
@@ -161,8 +164,8 @@ def test_asha_grace_and_factor_follow_the_epochs(epochs, asha, rungs):
 
 def test_explicit_grace_and_factor_win():
     sc = SearchConfig(name="s", epochs=20, grace_period=2, reduction_factor=2)
-    assert sc.asha == (2, 2) and sc.rungs() == (2, 4, 8, 16)
-    assert SearchConfig(name="s", epochs=5, reduction_factor=4).rungs() == (1, 4)
+    assert sc.asha == (2, 2) and sc.rungs() == (2, 4, 8)
+    assert SearchConfig(name="s", epochs=8, reduction_factor=4).rungs() == (1, 4)
     assert SearchConfig(name="s", epochs=3, grace_period=5).rungs() == ()  # grace beyond the epochs: no rung
     assert SearchConfig(name="s", epochs=5, grace_period=5).rungs() == ()
 
@@ -261,7 +264,7 @@ def test_a_yaml_file_round_trips_to_the_same_config(tmp_path):
     sc = search_config_from_dict(load_yaml(path), source=str(path))
     assert sc == SearchConfig(name="s", trials=4, epochs=10, backbones=("resnet18", "convnext_nano"),
                               reduction_factor=2, train={"batch_size": 16})
-    assert sc.rungs() == (1, 2, 4, 8)
+    assert sc.rungs() == (1, 2, 4)
 
 
 def test_load_yaml_refuses_a_missing_file_bad_yaml_and_a_non_mapping(tmp_path):

@@ -77,7 +77,7 @@ def test_a_trials_train_config_carries_the_sweeps_resources_metric_and_fixed_opt
     assert (cpu.workers, cpu.cpus_per_worker, cpu.metric, cpu.seed) == (2, 2.0, "log_loss", 3)
     assert (cpu.batch_size, cpu.label_smoothing) == (16, 0.1)
     assert not cpu.use_gpu and cpu.gpus_per_worker == 1.0  # gpus_per_worker only set on GPUs (TrainConfig default)
-    assert cpu.restarts == (1, 2, 4)
+    assert cpu.restarts == (1, 2)
     gpu = trial_train_config(sc, sample, use_gpu=True, gpus_per_worker=0.5)
     assert gpu.use_gpu and gpu.gpus_per_worker == 0.5
     assert trial_train_config(SearchConfig(name="s"), sample, use_gpu=False, gpus_per_worker=0).seed == 42
@@ -107,7 +107,7 @@ def test_without_restart_at_rungs_the_one_cycle_runs_once():
                               gpus_per_worker=0).restarts == ()
 
 
-@pytest.mark.parametrize("epochs, rungs", [(9, (1, 3)), (20, (1, 3, 9))])
+@pytest.mark.parametrize("epochs, rungs", [(9, (1, 3)), (20, (1, 3, 9)), (8, (1, 2, 4))])
 def test_restarts_are_the_rungs_for_longer_sweeps_too(epochs, rungs):
     sc = SearchConfig(name="s", epochs=epochs)
     assert trial_train_config(sc, tune_sample("resnet18", 1e-3, aug=0.5), use_gpu=False,
