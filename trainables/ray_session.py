@@ -200,7 +200,7 @@ def share_cpus(cfg: TrainConfig, nodes: list[dict], *, runs: int = 1) -> TrainCo
     return dataclasses.replace(cfg, cpus_per_worker=float(share)) if share > 1 else cfg
 
 
-def check_resources(cfg: TrainConfig, nodes: list[dict], *, can_grow: bool = False, log=None) -> None:
+def check_resources(cfg: TrainConfig, nodes: list[dict], *, can_grow: bool = False, log=say) -> None:
     """`--workers` beyond the cluster's GPUs/CPUs is a clear error, not a hang. On a cluster that can grow (not
     the local one visionsweep starts), GPUs it does not have yet are asked for all the same (`--gpus-per-worker`:
     an autoscaler adds GPU nodes while the workers wait), with a note through `log`."""
@@ -208,9 +208,8 @@ def check_resources(cfg: TrainConfig, nodes: list[dict], *, can_grow: bool = Fal
     if cfg.use_gpu:
         have, need = totals["GPU"], cfg.workers * cfg.gpus_per_worker
         if need > have and can_grow:
-            if log is not None:
-                log(f"the Ray cluster has {have:g} GPU(s) now and this run asks for {need:g}: its workers wait for "
-                    f"the cluster to add GPU nodes (Train gives up after RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S)")
+            log(f"the Ray cluster has {have:g} GPU(s) now and this run asks for {need:g}: its workers wait for the "
+                f"cluster to add GPU nodes (Train gives up after RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S)")
             return
         if need > have:
             raise DataError(f"--workers {cfg.workers} needs {need:g} GPU(s) but the Ray cluster has {have:g}; "
