@@ -37,21 +37,20 @@ class Sweep:
             assert time.monotonic() < deadline, f"no {text!r} within {timeout} s:\n" + "".join(self.lines)
             time.sleep(0.2)
 
-    def wait_for_epoch(self, epoch: int, timeout: float = 300, after: str | None = None) -> None:
-        """A row of the sweep's epoch table: '<trial id>  <epoch>  <train_loss> ...' (after a line holding
-        `after`, when given)."""
+    def wait_for_epoch(self, epoch: int, timeout: float = 300, other_than: str | None = None) -> str:
+        """A row of the sweep's epoch table, '<trial id>  <epoch>  <train_loss> ...' (of a trial other than
+        `other_than`, when given); returns its trial id."""
         deadline = time.monotonic() + timeout
-        row = re.compile(rf"^\w+ +{epoch} +\d+\.\d{{4}} ")
+        row = re.compile(rf"^(?!{other_than or '-'} )(\w+) +{epoch} +\d+\.\d{{4}} ")
 
-        def seen() -> bool:
-            lines = list(self.lines)
-            start = next((i for i, line in enumerate(lines) if after in line), len(lines)) if after else 0
-            return any(row.match(line) for line in lines[start:])
+        def seen() -> str | None:
+            return next((m.group(1) for line in list(self.lines) if (m := row.match(line))), None)
 
-        while not seen():
+        while (trial := seen()) is None:
             assert self.proc.poll() is None, f"sweep ended before epoch {epoch}:\n" + "".join(self.lines)
             assert time.monotonic() < deadline, f"no epoch {epoch} within {timeout} s:\n" + "".join(self.lines)
             time.sleep(0.2)
+        return trial
 
     def finish(self, timeout: float = 120) -> tuple[int, str]:
         rc = self.proc.wait(timeout=timeout)
@@ -59,10 +58,14 @@ class Sweep:
         return rc, "".join(self.lines)
 
 
-def test_ctrl_c_then_kill_mid_epoch_then_resume_completes_every_trial_once(ray_cluster, tmp_path):
-    """Ctrl-C, then SIGKILL to the sweep's whole process group during a trial's second epoch (issue 11 item 3),
-    then --resume. The killed Train run resumes from its epoch-1 checkpoint; the leaderboard and the curves come
-    from the Train runs' histories, so each trial shows epochs 1..E exactly once and no trial runs twice."""
+def test_ctrl_c_then_kills_then_resume_completes_every_trial_once(ray_cluster, tmp_path):
+    """Ctrl-C, then SIGKILL to the sweep's whole process group the moment the first trial has ended, then again
+    during the second trial's second epoch (issue 11 item 3), then --resume. The first kill lands before Tune saves
+    that trial's end (its study in optuna.db has it finished): the resumed sweep runs it again, its Train run has
+    nothing left to train and the trial ends with its real result (before: Tune's missing-metric error, or optuna's
+    UpdateFinishedTrialError when ASHA had stopped it). The second killed Train run resumes from its epoch-1
+    checkpoint; the leaderboard and the curves come from the Train runs' histories, so each trial shows epochs 1..E
+    exactly once and no trial runs twice."""
     from visionsweep.search.leaderboard import sweep_leaderboard
 
     data = digits_csv_folder(tmp_path / "cactus" / "data")
@@ -73,7 +76,7 @@ def test_ctrl_c_then_kill_mid_epoch_then_resume_completes_every_trial_once(ray_c
 
     # 1. Ctrl-C while the first trial trains: a clean stop within seconds, exit 130, how to resume.
     sweep = Sweep(args)
-    sweep.wait_for_epoch(1)
+    first = sweep.wait_for_epoch(1)
     t0 = time.monotonic()
     sweep.proc.send_signal(signal.SIGINT)
     rc, out = sweep.finish(timeout=90)
@@ -81,14 +84,20 @@ def test_ctrl_c_then_kill_mid_epoch_then_resume_completes_every_trial_once(ray_c
     assert time.monotonic() - t0 < 60
     assert "--resume" in out
 
-    # 2. Resume, then SIGKILL the driver's whole process group once the second trial is in its second epoch.
+    # 2. Resume, then SIGKILL the driver's whole process group as soon as the first trial is done.
     sweep = Sweep([*args, "--resume"], new_session=True)
     sweep.wait_for("[1/2 done")
-    sweep.wait_for_epoch(1, after="[1/2 done")
     os.killpg(sweep.proc.pid, signal.SIGKILL)
     sweep.finish(timeout=30)
 
-    # 3. Resume again: the rest is finished; every trial exists once with each epoch once.
+    # 3. Resume, then SIGKILL it once the second trial is in its second epoch (the first trial's end, shown again
+    # when Tune had not saved it, is not waited for: when it had, this run does not print it).
+    sweep = Sweep([*args, "--resume"], new_session=True)
+    sweep.wait_for_epoch(1, other_than=first)
+    os.killpg(sweep.proc.pid, signal.SIGKILL)
+    sweep.finish(timeout=30)
+
+    # 4. Resume again: the rest is finished; every trial exists once with each epoch once.
     res = run_cli(*args, "--resume", timeout=900)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     board = pd.read_csv(storage / "r1" / "leaderboard.csv")
@@ -98,5 +107,5 @@ def test_ctrl_c_then_kill_mid_epoch_then_resume_completes_every_trial_once(ray_c
     for row in board.itertuples():
         epochs = histories[row.trial_id]["epoch"].tolist()
         assert epochs == list(range(1, row.epochs + 1)), (row.trial_id, epochs)
-    first = board.sort_values("order").iloc[0]
-    assert first["epochs"] == 3 and first["status"] == "done", board
+    recipe = board.sort_values("order").iloc[0]
+    assert recipe["trial_id"] == first and recipe["epochs"] == 3 and recipe["status"] == "done", board

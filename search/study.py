@@ -1,0 +1,34 @@
+"""The sweep's OptunaSearch, for a study that may be ahead of Tune's saved state.
+
+The study (optuna.db in the sweep folder) is written at once; Tune's experiment state, the searcher's pickle with it,
+only every few seconds. A driver killed in between (SIGKILL, out of memory, a lost head node) leaves a trial that
+the study has finished but that Tune's state has running, and --resume runs it again from its latest checkpoint.
+Its results and its end leave the study as it is: the values recorded when the trial really ended stand, and the
+resumed sweep goes on instead of dying on optuna's UpdateFinishedTrialError inside Tune's loop."""
+
+from __future__ import annotations
+
+from optuna.exceptions import UpdateFinishedTrialError
+from ray.tune.search.optuna import OptunaSearch
+
+
+class StudySearch(OptunaSearch):
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except UpdateFinishedTrialError:
+            self._completed_trials.add(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self._finished_in_study(trial_id):
+            self._completed_trials.add(trial_id)
+        if trial_id not in self._completed_trials:
+            super().on_trial_complete(trial_id, result=result, error=error)
+
+    def _finished_in_study(self, trial_id: str) -> bool:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return False
+        trials = self._ot_study.get_trials(deepcopy=False)
+        return ot_trial.number < len(trials) and trials[ot_trial.number].state.is_finished()
