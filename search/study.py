@@ -4,11 +4,14 @@ The study (optuna.db in the sweep folder) is written at once; Tune's experiment 
 only every few seconds. A driver killed in between (SIGKILL, out of memory, a lost head node) leaves a trial that
 the study has finished but that Tune's state has running, and --resume runs it again from its latest checkpoint.
 Its results and its end leave the study as it is: the values recorded when the trial really ended stand, and the
-resumed sweep goes on instead of dying on optuna's UpdateFinishedTrialError inside Tune's loop."""
+resumed sweep goes on instead of dying on optuna's UpdateFinishedTrialError inside Tune's loop. A trial the study
+started after Tune's last save has no Tune trial at all: on restore it is marked failed, so the study (and
+`optuna-dashboard`) shows no trial running for ever."""
 
 from __future__ import annotations
 
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 
@@ -25,6 +28,13 @@ class StudySearch(OptunaSearch):
             self._completed_trials.add(trial_id)
         if trial_id not in self._completed_trials:
             super().on_trial_complete(trial_id, result=result, error=error)
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        held = {ot_trial.number for ot_trial in self._ot_trials.values()}
+        for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if orphan.number not in held:
+                self._ot_study.tell(orphan.number, state=TrialState.FAIL)
 
     def _finished_in_study(self, trial_id: str) -> bool:
         ot_trial = self._ot_trials.get(trial_id)

@@ -109,3 +109,9 @@ def test_ctrl_c_then_kills_then_resume_completes_every_trial_once(ray_cluster, t
         assert epochs == list(range(1, row.epochs + 1)), (row.trial_id, epochs)
     recipe = board.sort_values("order").iloc[0]
     assert recipe["trial_id"] == first and recipe["epochs"] == 3 and recipe["status"] == "done", board
+    # The Optuna study (optuna.db) holds each trial's end; a trial it started that Tune never saved ended as failed
+    import optuna
+
+    study = optuna.load_study(study_name="r1", storage=f"sqlite:///{storage / 'r1' / 'optuna.db'}")
+    states = [t.state.name for t in study.trials]
+    assert "RUNNING" not in states and sum(s in ("COMPLETE", "PRUNED") for s in states) == 2, states

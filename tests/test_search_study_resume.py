@@ -3,7 +3,8 @@ searcher's included, only every few seconds. A driver killed in between (SIGKILL
 that is ahead: a trial Optuna has finished is still running in Tune's saved state, and `--resume` runs it again.
 Its results must not end the sweep (optuna's UpdateFinishedTrialError, seen in CI of test_search_resume), and the
 study keeps the values it recorded. Driven as Tune drives it: save_to_dir before the trial ends, restore_from_dir
-into a new searcher after."""
+into a new searcher after. A trial the study started after that save has no Tune trial: it ends as failed, not
+running for ever."""
 
 import optuna
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
@@ -34,17 +35,19 @@ def test_a_trial_the_study_finished_after_tunes_last_save_runs_again_on_resume_w
     search.on_trial_result("a", _result(1, 0.6))
     generator.save_to_dir(str(tmp_path), session_str="s")  # Tune's last save: trial a running
     search.on_trial_result("a", _result(2, 0.8))
-    search.on_trial_complete("a", _result(2, 0.8))        # then the driver dies
+    search.on_trial_complete("a", _result(2, 0.8))
+    assert isinstance(search.suggest("b"), dict)          # the study has started b; then the driver dies
 
     restored = _searcher(tmp_path)
     SearchGenerator(ConcurrencyLimiter(restored, max_concurrent=2)).restore_from_dir(str(tmp_path))
     restored.on_trial_result("a", _result(2, 0.7))       # the rerun from its epoch-1 checkpoint
     restored.on_trial_complete("a", _result(2, 0.7))
-    assert isinstance(restored.suggest("b"), dict)       # the search goes on
+    assert isinstance(restored.suggest("b"), dict)       # the search goes on: Tune asks for b again
     restored.on_trial_result("b", _result(1, 0.5))
     restored.on_trial_complete("b", _result(1, 0.5))
 
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-    assert [(t.state, t.value) for t in study.trials] == [(optuna.trial.TrialState.COMPLETE, 0.8),
-                                                          (optuna.trial.TrialState.COMPLETE, 0.5)]
+    state = optuna.trial.TrialState
+    assert [(t.state, t.value) for t in study.trials] == [(state.COMPLETE, 0.8), (state.FAIL, None),
+                                                          (state.COMPLETE, 0.5)]  # the first b: no Tune trial
     assert study.trials[0].intermediate_values == {1: 0.6, 2: 0.8}
