@@ -65,10 +65,11 @@ def _uniform(b: int, lo: float, hi: float, gen, device) -> torch.Tensor:
 
 
 def random_matrices(b: int, *, strength: float, vertical_flip: bool, limits: AugmentLimits,
-                    gen: torch.Generator | None, device) -> torch.Tensor:
-    """(b, 3, 3) maps from output to input coordinates in [-1, 1], fresh randomness per sample."""
+                    gen: torch.Generator | None, device, flip: bool = True) -> torch.Tensor:
+    """(b, 3, 3) maps from output to input coordinates in [-1, 1], fresh randomness per sample. `flip` False: no
+    mirror images (the draws are the same, so a seed gives the same rotations, zooms and warps either way)."""
     s = strength
-    flip = torch.where(torch.rand(b, generator=gen, device=device) < limits.p_flip, -1.0, 1.0)
+    flip = torch.where(torch.rand(b, generator=gen, device=device) < (limits.p_flip if flip else 0.0), -1.0, 1.0)
     angle = _uniform(b, -limits.rotate_deg * s, limits.rotate_deg * s, gen, device) * (math.pi / 180)
     if vertical_flip:  # orientation-free data: any of the 8 dihedral symmetries, then a small rotation
         angle = angle + torch.randint(0, 4, (b,), generator=gen, device=device) * (math.pi / 2)
@@ -89,7 +90,8 @@ def random_matrices(b: int, *, strength: float, vertical_flip: bool, limits: Aug
 
 
 def augment(x_uint8: torch.Tensor, *, strength: float, size: int, mean, std, vertical_flip: bool = False,
-            limits: AugmentLimits = AugmentLimits(), gen: torch.Generator | None = None) -> torch.Tensor:
+            limits: AugmentLimits = AugmentLimits(), gen: torch.Generator | None = None, flip: bool = True
+            ) -> torch.Tensor:
     """Training path: (B, H, W, 3) uint8 on any device -> augmented, resized, normalised (B, 3, size, size)."""
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"augmentation strength must be in [0, 1], got {strength}")
@@ -99,7 +101,8 @@ def augment(x_uint8: torch.Tensor, *, strength: float, size: int, mean, std, ver
     b, device = x.shape[0], x.device
     if x.shape[-1] > 2 * size:  # downscale first so grid_sample's bilinear taps do not alias
         x = resize(x, 2 * size)
-    m = random_matrices(b, strength=strength, vertical_flip=vertical_flip, limits=limits, gen=gen, device=device)
+    m = random_matrices(b, strength=strength, vertical_flip=vertical_flip, limits=limits, gen=gen, device=device,
+                        flip=flip)
     # Output pixel centres in grid_sample's align_corners=False coordinates: with an identity matrix
     # this reproduces prepare()'s resize exactly (linspace(-1, 1) would shift and stretch by half a pixel).
     lin = (torch.arange(size, device=device, dtype=x.dtype) * 2 + 1) / size - 1

@@ -39,6 +39,7 @@ class LoadedData:
     positive_class: str | None       # binary tasks only
     submission: SubmissionFormat
     vertical_flip: bool              # orientation-free data: vertical flips / 90-degree turns are valid
+    flip: bool = True                # horizontal flips are valid (DatasetSpec.flip)
     summary: dict = field(default_factory=dict)
     sample: pd.DataFrame | None = None  # sample_submission.csv as read: write_submission checks ids/order/header
 
@@ -224,7 +225,7 @@ def _assemble(listing: Listing, spec: DatasetSpec, images: np.ndarray, meta: dic
         x_train=images[:n_train], y_train=y_all[:n_train],
         x_valid=x_valid, y_valid=y_all[n_train:] if listing.valid is not None else None,
         x_test=images[n_train + n_valid:], test_ids=[i for _, i in listing.test],
-        classes=listing.classes, positive_class=pos, submission=fmt, vertical_flip=spec.vertical_flip,
+        classes=listing.classes, positive_class=pos, submission=fmt, vertical_flip=spec.vertical_flip, flip=spec.flip,
         summary=summary, sample=listing.sample)
 
 

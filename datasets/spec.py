@@ -27,6 +27,8 @@ class DatasetSpec:
     label_regex: str = r"^(?P<label>[^._\-\s]+)[._\-]"  # filenames layout: label from the file name
     positive_class: str | None = None    # binary tasks: the class whose probability is submitted
     vertical_flip: bool = False          # orientation-free data (aerial, microscopy): vertical flips and 90-degree turns are valid
+    flip: bool = True                    # horizontal flips in augmentation and TTA (fastai's do_flip); False for images
+                                         # with a handedness (digits, text, signs), whose mirror image is another thing
     cache_size: int | None = None        # cached image side in px; None = native size, capped at max_cache_size
     max_cache_size: int = 256            # cap on the cached side for large images, px
     resize_method: str = "crop"          # crop (shorter side to size, centre crop) | squish (both sides to size)
@@ -46,6 +48,9 @@ class DatasetSpec:
             raise DataError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.resize_method not in RESIZE_METHODS:
             raise DataError(f"--resize-method must be one of {', '.join(RESIZE_METHODS)}, got {self.resize_method!r}")
+        if self.vertical_flip and not self.flip:
+            raise DataError("--vertical-flip (all 8 flips and turns of orientation-free images) and --no-flip (no "
+                            "mirror images) contradict each other; give one of them")
         if not 0.0 < self.valid_pct < 1.0:
             raise DataError(f"--valid-pct must be between 0 and 1 (exclusive), got {self.valid_pct}")
         if self.cache_size is not None and not 8 <= self.cache_size <= 2048:

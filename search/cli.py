@@ -32,6 +32,8 @@ DATA_FLAGS = (
                         r"starts with -)"),
     Flag("positive_class", "binary tasks: the class whose probability is submitted"),
     Flag("vertical_flip", "orientation-free images (aerial, microscopy): vertical flips and 90-degree turns are valid"),
+    Flag("flip", "images with a handedness (digits, text, signs): no horizontal flips in augmentation or TTA, as "
+                 "fastai's do_flip=False", negate=True),
     Flag("cache_size", "cached image side in px (default: native, capped at 256)"),
     Flag("resize_method", "how non-square images are cached", choices=RESIZE_METHODS),
     Flag("cache_dir", "decoded-image cache (default $VISIONSWEEP_CACHE or ~/.cache/visionsweep)"),
@@ -201,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("submission.csv"), help="submission file (default submission.csv)")
     p.add_argument("--top-k", type=int, help="average the top k trials of a sweep (default: the sweep's top_k, "
                                              "3 unless its config set another; 1 is the best trial alone)")
-    p.add_argument("--tta", action="store_true", help="test-time augmentation: flips (8 dihedral with --vertical-flip)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: flips (8 dihedral with --vertical-flip; "
+                                                      "none with --no-flip or a model trained with it)")
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="a sweep: use the trials' own best checkpoints, not their refit models")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -73,7 +74,7 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
     import torch
 
     from visionsweep.trainables.checkpoint import WEIGHTS, member_dirs
-    from visionsweep.trainables.inference import load_for_inference, predict_probs
+    from visionsweep.trainables.inference import load_for_inference, predict_probs, tta_transforms
 
     out = Path(out).expanduser().resolve()
     if out.exists() and not overwrite:
@@ -97,10 +98,12 @@ def predict(*, source: str, data: LoadedData, out: Path, top_k: int, tta: bool, 
                 if list(meta.classes) != list(data.classes):
                     raise DataError(f"{label} was trained on classes {meta.classes} but DATA has {data.classes}; "
                                     f"predict with the data the model was trained on")
+                if not data.flip:  # --no-flip: no mirrored views, whatever the model was trained with
+                    task = dataclasses.replace(task, flip=False)
                 t0 = time.perf_counter()
                 p = predict_probs(model, task, data.x_test, device=device, tta=tta, desc=f"predicting ({label})")
                 member_probs.append(p)
-                views = (8 if task.vertical_flip else 2) if tta else 1
+                views = len(tta_transforms(task.vertical_flip, task.flip)) if tta else 1
                 log(f"  {label}" + (f", fold {len(member_probs)} of {len(members)}" if len(members) > 1 else "")
                     + f": {meta.backbone} at {task.image_size}px" + (f", TTA x{views}" if tta else "")
                     + f", {len(p) * views / max(time.perf_counter() - t0, 1e-9):,.0f} img/s on {device.type}")

@@ -51,6 +51,8 @@ CASES = [
     ("fractional-gpus-with-ddp", None, ["--gpus-per-trial", "0.5", "--workers-per-trial", "2", "-cpu"],
      ["--workers-per-trial 1"]),
     ("cpu-and-gpus", None, ["--gpus-per-trial", "1"], ["--cpu and --gpus-per-trial 1 contradict"]),
+    ("vertical-flip-and-no-flip", None, ["--vertical-flip", "--no-flip"], ["--vertical-flip", "--no-flip",
+                                                                           "contradict"]),
     ("train-option-every-trial-rejects", None, ["--config", "{cfg}"], ["--batch-size must be >= 2", "test_resnet"]),
     ("train-key-the-sweep-owns", None, ["--config", "{cfg}"], ["workers is set by the sweep", "--workers-per-trial"]),
     ("wandb-without-a-key", None, ["--wandb", "proj"], ["--wandb proj", "wandb login", "WANDB_MODE=offline"]),

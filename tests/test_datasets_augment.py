@@ -156,3 +156,30 @@ def test_uint8_input_is_not_modified():
     augment(x, strength=1.0, size=32, mean=MEAN, std=STD)
     assert torch.equal(x, before)
     assert np.asarray(x).dtype == np.uint8
+
+
+def _left_right(b=64, s=16, device="cpu") -> torch.Tensor:
+    x = torch.zeros(b, s, s, 3, dtype=torch.uint8)
+    x[:, :, : s // 2] = 230
+    x[:, :, s // 2:] = 20
+    return x.to(device)
+
+
+def test_no_flip_never_mirrors_and_keeps_every_other_draw():
+    """--no-flip (DatasetSpec.flip False, fastai's do_flip=False) for digits and text: with flips allowed, some
+    samples come out mirrored (left bright half on the right); without, none does, and the rotations, zooms and
+    warps of the same seed are the same (the flip's draw is still made)."""
+    from visionsweep.datasets.augment import random_matrices
+
+    x = _left_right()
+    limits = AugmentLimits(rotate_deg=0, zoom=0, warp=0, lighting=0)
+    for flip, mirrored in [(True, lambda n: n >= 10), (False, lambda n: n == 0)]:
+        out = augment(x, strength=1.0, size=16, mean=PLAIN[0], std=PLAIN[1], limits=limits, gen=_gen("cpu"),
+                      flip=flip)
+        left, right = out[:, :, :, :8].mean(dim=(1, 2, 3)), out[:, :, :, 8:].mean(dim=(1, 2, 3))
+        assert mirrored(int((right > left + 0.3).sum())), flip
+    m_flip, m_not = (random_matrices(256, strength=1.0, vertical_flip=False, limits=AugmentLimits(), gen=_gen("cpu"),
+                                     device="cpu", flip=f) for f in (True, False))
+    det = torch.linalg.det(m_not[:, :2, :2])
+    assert (det > 0).all() and (torch.linalg.det(m_flip[:, :2, :2]) < 0).any()  # a mirror has a negative determinant
+    assert torch.equal(m_flip[:, :, 1:], m_not[:, :, 1:]) and torch.equal(m_flip[:, 0, 0].abs(), m_not[:, 0, 0].abs())

@@ -209,3 +209,22 @@ def test_tta_changes_nothing_for_a_flip_invariant_model():
     asym = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
     assert not np.allclose(predict_probs(asym, task, images, device=cpu, tta=True),
                            predict_probs(asym, task, images, device=cpu, tta=False))
+    # Images with a handedness (--no-flip: digits, text): no mirrored view, so TTA is the image alone.
+    chiral = Task(num_classes=4, positive_index=None, vertical_flip=False, image_size=16, mean=(0.5,) * 3,
+                  std=(0.25,) * 3, flip=False)
+    assert len(tta_transforms(False, flip=False)) == 1
+    np.testing.assert_array_equal(predict_probs(asym, chiral, images, device=cpu, tta=True),
+                                  predict_probs(asym, chiral, images, device=cpu, tta=False))
+
+
+def test_a_checkpoint_keeps_whether_flips_are_valid_and_older_ones_read_as_flipped(tmp_path):
+    """meta.json carries `flip` (predict's TTA follows it); checkpoints written before the flag have none and were
+    trained with flips."""
+    from visionsweep.trainables.checkpoint import CheckpointMeta
+
+    values = dict(backbone="test_resnet", classes=["a", "b"], positive_class=None, vertical_flip=False,
+                  image_size=16, mean=[0.5] * 3, std=[0.25] * 3, metric="accuracy", mode="max", epoch=1, history=[],
+                  step_losses=[], config={}, weights_source="random init", provenance={})
+    assert CheckpointMeta.from_json(values).task.flip is True
+    written = CheckpointMeta.from_json({**values, "flip": False}).to_json()
+    assert written["flip"] is False and CheckpointMeta.from_json(written).task.flip is False

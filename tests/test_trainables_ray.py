@@ -112,17 +112,22 @@ def test_train_survives_a_killed_worker_ctrl_c_and_resume(ray_cluster, tmp_path)
     sub = tmp_path / "submission.csv"
     res = run_cli("predict", out, data, "--out", sub, "--tta")
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "TTA x2" in res.stdout, res.stdout[-2000:]  # the image and its mirror
     written, sample = pd.read_csv(sub), pd.read_csv(data / "sample_submission.csv")
     assert list(written.columns) == list(sample.columns) and written.iloc[:, 0].tolist() == sample.iloc[:, 0].tolist()
     truth = pd.read_csv(data.parent / "solution.csv")
     assert roc_auc_score(truth["is_eight"], written["is_eight"]) > 0.8
 
     # --overwrite replaces the run (and only a visionsweep run: tests/test_ownership.py).
+    # (here with --no-flip, images with a handedness: the checkpoint says so and predict's TTA has no mirror view)
     res = run_cli("train", data, *TINY, "--image-size", "16", "--epochs", "1", "--out", out, "--overwrite",
-                  env={"RAY_ADDRESS": ray_cluster})
+                  "--no-flip", env={"RAY_ADDRESS": ray_cluster})
     assert res.returncode == 0, res.stderr[-3000:]
-    assert json.loads((out / "final" / "meta.json").read_text())["epoch"] == 1
+    meta = json.loads((out / "final" / "meta.json").read_text())
+    assert meta["epoch"] == 1 and meta["flip"] is False
     assert pd.read_csv(out / "metrics.csv")["epoch"].tolist() == [1]
+    res = run_cli("predict", out, data, "--out", sub, "--tta", "--overwrite")
+    assert res.returncode == 0 and "TTA x1" in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
 
 
 def test_a_diverging_run_fails_once_with_the_fix_and_exit_1(ray_cluster, demo_data, tmp_path):

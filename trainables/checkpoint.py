@@ -41,6 +41,7 @@ class CheckpointMeta:
     weights_source: str
     provenance: dict
     folds: int = 1               # > 1: a cross-validation's K models in fold-0 .. fold-K-1/; this record their mean
+    flip: bool = True            # horizontal flips valid (TTA uses them); absent from checkpoints before 2026-12-07
     format: str = FORMAT
 
     @property
@@ -53,7 +54,8 @@ class CheckpointMeta:
         """The only way a Task is rebuilt from a checkpoint (inference, resume checks)."""
         return Task(num_classes=len(self.classes),
                     positive_index=self.classes.index(self.positive_class) if self.positive_class is not None else None,
-                    vertical_flip=self.vertical_flip, image_size=self.image_size, mean=self.mean, std=self.std)
+                    vertical_flip=self.vertical_flip, image_size=self.image_size, mean=self.mean, std=self.std,
+                    flip=self.flip)
 
     def to_json(self) -> dict:
         """The file's content; "metrics" (this epoch's row) is repeated for readers without visionsweep."""
@@ -70,7 +72,7 @@ class CheckpointMeta:
                             f"was it written by another tool?")
         v = {k: values[k] for k in names if k in values}
         return cls(**{**v, "classes": [str(c) for c in v["classes"]], "image_size": int(v["image_size"]),
-                      "vertical_flip": bool(v["vertical_flip"]), "mean": tuple(map(float, v["mean"])),
+                      "vertical_flip": bool(v["vertical_flip"]), "flip": bool(v.get("flip", True)), "mean": tuple(map(float, v["mean"])),
                       "std": tuple(map(float, v["std"])), "epoch": int(v["epoch"])})
 
 

@@ -23,9 +23,10 @@ def load_for_inference(directory: str | Path, device: torch.device) -> tuple[tor
     return model, meta, meta.task
 
 
-def tta_transforms(vertical_flip: bool) -> list:
-    """Horizontal flips; all 8 dihedral transforms when vertical flips are valid for the data (aerial images)."""
-    hflip = [lambda x: x, lambda x: x.flip(-1)]
+def tta_transforms(vertical_flip: bool, flip: bool = True) -> list:
+    """Horizontal flips; all 8 dihedral transforms when vertical flips are valid for the data (aerial images);
+    the image alone when mirror images are not (`flip` False: digits, text)."""
+    hflip = [lambda x: x, lambda x: x.flip(-1)] if flip else [lambda x: x]
     if not vertical_flip:
         return hflip
     return [(lambda x, k=k, f=f: f(torch.rot90(x, k, dims=(-2, -1)))) for k in range(4) for f in hflip]
@@ -41,7 +42,7 @@ def predict_probs(model: torch.nn.Module, task: Task, images: np.ndarray, *, dev
     runner = Runner(model, task, device)
     data = Batches(images, np.zeros(len(images), dtype=np.int64), device)
     idx = np.arange(len(images))
-    transforms = tta_transforms(task.vertical_flip) if tta else [None]
+    transforms = tta_transforms(task.vertical_flip, task.flip) if tta else [None]
     with tqdm(total=len(images) * len(transforms), desc=desc, unit="img", leave=False, mininterval=0.5,
               disable=None if desc and len(images) >= 1000 else True) as bar:
         probs = sum(runner.logits(data, idx, batch_size=batch_size, transform=t, on_batch=bar.update)

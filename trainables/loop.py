@@ -37,6 +37,7 @@ class Task:
     image_size: int              # model input side, px
     mean: tuple[float, ...]      # the backbone's normalisation
     std: tuple[float, ...]
+    flip: bool = True            # horizontal flips are valid (augmentation, TTA)
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ class Runner:
         t = self.task
         if strength > 0:
             x = augment(xb, strength=strength, size=t.image_size, mean=t.mean, std=t.std,
-                        vertical_flip=t.vertical_flip, gen=gen)
+                        vertical_flip=t.vertical_flip, gen=gen, flip=t.flip)
         else:
             x = prepare(xb, size=t.image_size, mean=t.mean, std=t.std)
         return x.contiguous(memory_format=torch.channels_last) if self.cuda else x

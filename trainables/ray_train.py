@@ -22,7 +22,8 @@ from visionsweep.trainables.worker import DataInfo
 
 
 def data_info(data: LoadedData) -> DataInfo:
-    return DataInfo(classes=list(data.classes), positive_class=data.positive_class, vertical_flip=data.vertical_flip)
+    return DataInfo(classes=list(data.classes), positive_class=data.positive_class, vertical_flip=data.vertical_flip,
+                    flip=data.flip)
 
 
 def train_loop_per_worker(config: dict) -> dict | None:

@@ -30,6 +30,7 @@ class DataInfo:
     classes: list[str]
     positive_class: str | None
     vertical_flip: bool
+    flip: bool = True
 
     @property
     def positive_index(self) -> int | None:
@@ -39,7 +40,7 @@ class DataInfo:
 def make_task(cfg: TrainConfig, info: DataInfo, model: nn.Module) -> Task:
     prep = data_config(model, cfg.image_size)
     return Task(num_classes=len(info.classes), positive_index=info.positive_index, vertical_flip=info.vertical_flip,
-                image_size=prep["image_size"], mean=tuple(prep["mean"]), std=tuple(prep["std"]))
+                image_size=prep["image_size"], mean=tuple(prep["mean"]), std=tuple(prep["std"]), flip=info.flip)
 
 
 def checkpoint_meta(cfg: TrainConfig, info: DataInfo, task: Task, *, epoch: int, history: list[dict],
@@ -49,7 +50,7 @@ def checkpoint_meta(cfg: TrainConfig, info: DataInfo, task: Task, *, epoch: int,
                           vertical_flip=info.vertical_flip, image_size=task.image_size, mean=tuple(task.mean),
                           std=tuple(task.std), metric=metric, mode=mode, epoch=epoch, history=list(history),
                           step_losses=list(step_losses), config=dataclasses.asdict(cfg), weights_source=weights_source,
-                          provenance=provenance(device), folds=folds)
+                          provenance=provenance(device), folds=folds, flip=info.flip)
 
 
 def build_model(cfg: TrainConfig, info: DataInfo, *, device: torch.device, resume_dir: str | Path | None = None,
