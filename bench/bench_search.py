@@ -183,7 +183,7 @@ def train_and_score(bs, *, tag: str, seed: int, args, work: Path, logs: Path, ex
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     size = args.image_size or bs.image_size
     cmd = CLI + ["train", str(bs.data), "--max-lr", "3e-3", "--epochs", str(args.epochs), "--image-size", str(size),
-                 "--cpu", "--seed", str(seed), "--out", str(run_dir)] + extra
+                 "--cpu", "--seed", str(seed), "--out", str(run_dir)] + extra + shlex.split(args.data_args)
     row = dict(dataset=bs.name, method=tag, seed=seed, metric=bs.metric)
     rc, wall_train = run(cmd, logs / f"{bs.name}-{tag}-s{seed}-train.log")
     if rc != 0:
@@ -228,7 +228,7 @@ def sweep_and_score(bs, *, tag: str, seed: int, args, work: Path, logs: Path, ex
                  "--seed", str(seed)] + extra
     if args.backbones:
         cmd += ["--backbones", args.backbones]
-    cmd += shlex.split(args.sweep_args)
+    cmd += shlex.split(args.sweep_args) + shlex.split(args.data_args)
     row = dict(dataset=bs.name, method=tag, seed=seed, metric=bs.metric)
     log = logs / f"{name}-sweep.log"
     rc, wall_sweep = run(cmd, log)
@@ -314,6 +314,8 @@ def main(argv=None) -> None:
                     help="method budget: one sweep per fraction, each with --epoch-budget that fraction of trials x "
                          "epochs (random search's trial-epochs), as many trials as it buys")
     ap.add_argument("--sweep-args", default="", help="extra arguments for both sweeps, e.g. '--max-concurrent 1'")
+    ap.add_argument("--data-args", default="", help="data options for every method's train and sweep, e.g. "
+                                                    "'--no-flip' for digits")
     ap.add_argument("--data-seed", type=int, default=0, help="seed that cuts the datasets")
     ap.add_argument("--out", type=Path, default=Path("bench-search"),
                     help="results folder: results.csv, results.md, logs/, data/, work/")
