@@ -24,10 +24,9 @@ class StudySearch(OptunaSearch):
             self._completed_trials.add(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if self._finished_in_study(trial_id):
-            self._completed_trials.add(trial_id)
-        if trial_id not in self._completed_trials:
+        if trial_id not in self._completed_trials and not self._finished_in_study(trial_id):
             super().on_trial_complete(trial_id, result=result, error=error)
+        self._completed_trials.add(trial_id)
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
@@ -38,7 +37,7 @@ class StudySearch(OptunaSearch):
 
     def _finished_in_study(self, trial_id: str) -> bool:
         ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None or trial_id in self._completed_trials:
+        if ot_trial is None:
             return False
         trials = self._ot_study.get_trials(deepcopy=False)
         return ot_trial.number < len(trials) and trials[ot_trial.number].state.is_finished()

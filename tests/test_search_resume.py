@@ -41,7 +41,8 @@ class Sweep:
         """A row of the sweep's epoch table, '<trial id>  <epoch>  <train_loss> ...' (of a trial other than
         `other_than`, when given); returns its trial id."""
         deadline = time.monotonic() + timeout
-        row = re.compile(rf"^(?!{other_than or '-'} )(\w+) +{epoch} +\d+\.\d{{4}} ")
+        skip = rf"(?!{other_than} )" if other_than else ""
+        row = re.compile(rf"^{skip}(\w+) +{epoch} +\d+\.\d{{4}} ")
 
         def seen() -> str | None:
             return next((m.group(1) for line in list(self.lines) if (m := row.match(line))), None)
