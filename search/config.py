@@ -29,6 +29,9 @@ class SearchConfig:
     batch_sizes: tuple[int, ...] = ()            # searched batch sizes (empty: train.batch_size)
     weight_decay_range: tuple[float, float] | None = None  # searched (log-uniform) when given
     freeze_epochs: tuple[int, ...] = ()          # searched frozen-head epochs (empty: train.freeze_epochs)
+    # Horizontal flips searched per trial (on or off: augmentation and TTA), for data that may have a handedness
+    # (digits, text); the recipe trial keeps them on, as fastai's do_flip. Off: the data's setting (--no-flip).
+    search_flip: bool = False
     workers_per_trial: int = 1                   # DDP workers in each trial
     gpus_per_trial: float | None = None          # GPUs per trial; None = 1 per worker when the cluster has GPUs, else 0; < 1 shares a GPU
     cpus_per_worker: float = 1.0                 # CPUs per training worker
@@ -146,6 +149,7 @@ class SearchConfig:
         out += ["batch_size"] if self.batch_sizes else []
         out += ["weight_decay"] if self.weight_decay_range else []
         out += ["freeze_epochs"] if self.freeze_epochs else []
+        out += ["flip"] if self.search_flip else []
         return out
 
     @property

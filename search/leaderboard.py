@@ -12,7 +12,7 @@ from visionsweep.search import storage as st
 from visionsweep.search.history import whole_history
 from visionsweep.search.space import flat_params
 
-PARAMS = ("backbone", "max_lr", "aug", "image_size", "batch_size", "weight_decay", "freeze_epochs")
+PARAMS = ("backbone", "max_lr", "aug", "image_size", "batch_size", "weight_decay", "freeze_epochs", "flip")
 
 
 UNFINISHED = "unfinished (--resume continues it)"

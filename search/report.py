@@ -96,7 +96,8 @@ def plot_top_curves(board, histories, metric, top_k, path) -> str:
 
 
 def param_importance(board: pd.DataFrame, metric: str, mode: str, search: dict) -> dict | None:
-    """Optuna's fANOVA importance over the finished trials (max_lr pooled across backbones)."""
+    """Optuna's fANOVA importance over the finished trials (max_lr pooled across backbones; horizontal flips too
+    when they were searched)."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
@@ -107,10 +108,15 @@ def param_importance(board: pd.DataFrame, metric: str, mode: str, search: dict) 
     hi = max([search["lr_range"][1]] + [r[1] for r in search["lr_ranges"].values()])
     dists = {"backbone": CategoricalDistribution(list(search["backbones"])),
              "max_lr": FloatDistribution(lo, hi, log=True), "aug": FloatDistribution(*search["aug_range"])}
+    flips = search.get("search_flip") and "flip" in done and done["flip"].notna().all()
+    if flips:
+        dists["flip"] = CategoricalDistribution([True, False])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
     for row in done.itertuples():
         params = {"backbone": row.backbone, "max_lr": float(row.max_lr), "aug": float(row.aug)}
+        if flips:
+            params["flip"] = bool(row.flip)
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists,
                                                   value=float(getattr(row, f"best_{metric}"))))
     try:

@@ -11,7 +11,7 @@ from visionsweep.datasets import DataError
 OWNED = {"workers": "--workers-per-trial (workers_per_trial:)", "use_gpu": "--cpu / --gpus-per-trial",
          "gpus_per_worker": "--gpus-per-trial (gpus_per_trial:)", "cpus_per_worker": "cpus_per_worker:",
          "metric": "--metric (metric:)", "epochs": "--epochs (epochs:)", "backbone": "--backbones (backbones:)",
-         "max_lr": "lr_range: / lr_ranges:", "aug": "aug_range:"}
+         "max_lr": "lr_range: / lr_ranges:", "aug": "aug_range:", "flip": "--no-flip (data) or --search-flip"}
 
 
 def check_trial_configs(sc) -> None:
@@ -31,6 +31,8 @@ def check_trial_configs(sc) -> None:
         edges["weight_decay"] = sorted({float(w) for w in sc.weight_decay_range})
     if sc.freeze_epochs:
         edges["freeze_epochs"] = list(sc.freeze_epochs)
+    if sc.search_flip:
+        edges["flip"] = [True, False]
     names = list(edges)
     for backbone in sc.backbones:
         for lr in sorted(set(sc.lr_range_for(backbone))):

@@ -53,6 +53,7 @@ CASES = [
     ("cpu-and-gpus", None, ["--gpus-per-trial", "1"], ["--cpu and --gpus-per-trial 1 contradict"]),
     ("vertical-flip-and-no-flip", None, ["--vertical-flip", "--no-flip"], ["--vertical-flip", "--no-flip",
                                                                            "contradict"]),
+    ("search-flip-and-no-flip", None, ["--search-flip", "--no-flip"], ["--search-flip", "--no-flip", "drop one"]),
     ("train-option-every-trial-rejects", None, ["--config", "{cfg}"], ["--batch-size must be >= 2", "test_resnet"]),
     ("train-key-the-sweep-owns", None, ["--config", "{cfg}"], ["workers is set by the sweep", "--workers-per-trial"]),
     ("wandb-without-a-key", None, ["--wandb", "proj"], ["--wandb proj", "wandb login", "WANDB_MODE=offline"]),

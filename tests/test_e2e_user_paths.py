@@ -62,13 +62,14 @@ def digits_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def folder_sweep(ray_cluster, digits_data, tmp_path_factory):
-    """`visionsweep sweep --lr-find --verbose` on the class-folder DATA: lr_find first, then 2 trials x 2 epochs of
-    test_resnet, no refit (predict then uses the trials' best checkpoints, which never saw valid/)."""
+    """`visionsweep sweep --lr-find --search-flip --verbose` on the class-folder DATA: lr_find first, then 2 trials x 2
+    epochs of test_resnet (the recipe with and without horizontal flips), no refit (predict then uses the trials'
+    best checkpoints, which never saw valid/)."""
     data, _ = digits_data
     storage = tmp_path_factory.mktemp("sweeps")
     res = run_cli("sweep", data, "--name", "folders3", "--storage", storage, "--trials", "2", "--epochs", "2",
                   "--backbones", "test_resnet", "--image-size", str(SIZE), "--batch-size", "16", "--no-pretrained",
-                  "--cpu", "--refit", "0", "--early-stopping", "none", "--lr-find", "--verbose", timeout=300)
+                  "--cpu", "--refit", "0", "--early-stopping", "none", "--lr-find", "--search-flip", "--verbose", timeout=300)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     return storage / "folders3", res.stdout + res.stderr
 
@@ -103,6 +104,13 @@ def test_sweep_validates_on_the_valid_folder_and_predicts_both_multiclass_format
     assert (path / "lr_find" / "test_resnet.png").stat().st_size > 0
     # Trial 1, the recipe's 3e-3, is clipped into the new range (sampled ones: test_search_space).
     assert board["max_lr"].between(saved[0] * (1 - 1e-9), saved[1] * (1 + 1e-9)).all(), board
+    # --search-flip: trial 2 is the recipe without horizontal flips, and each trial's checkpoints say how it trained
+    # (predict's TTA follows them).
+    board = board.sort_values("order")
+    assert board["flip"].tolist() == [True, False] and board["max_lr"].nunique() == 1, board
+    for trial_id, flip in zip(board["trial_id"], board["flip"]):
+        metas = list((path / "train_runs" / f"train-{trial_id}").glob("checkpoint_*/meta.json"))
+        assert metas and all(json.loads(m.read_text())["flip"] is flip for m in metas), (trial_id, metas)
 
     # (a) sample_submission.csv is id,label: one predicted class name per row, in the sample's id order.
     sub_a = tmp_path / "labels.csv"

@@ -112,4 +112,10 @@ def test_parameter_importance_needs_enough_finished_trials():
 
     assert param_importance(board(6), "accuracy", "max", search) is None  # the demo's 6 trials: not meaningful
     found = param_importance(board(MIN_IMPORTANCE_TRIALS + 4), "accuracy", "max", search)
-    assert found is not None and max(found, key=found.get) == "backbone"
+    assert found is not None and max(found, key=found.get) == "backbone" and "flip" not in found
+    # --search-flip: flips are a parameter of their own, here the one that decides
+    n = MIN_IMPORTANCE_TRIALS + 4
+    flips = board(n).assign(flip=[i % 3 == 0 for i in range(n)],
+                            best_accuracy=[0.97 if i % 3 == 0 else 0.9 for i in range(n)])
+    found = param_importance(flips, "accuracy", "max", {**search, "search_flip": True})
+    assert found is not None and max(found, key=found.get) == "flip"

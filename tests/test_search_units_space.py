@@ -8,6 +8,7 @@ import math
 import optuna
 import pytest
 
+from visionsweep.datasets import DataError
 from visionsweep.search.config import SearchConfig
 from visionsweep.search.space import (RECIPE_AUG, RECIPE_LR, RECIPE_LR_PRETRAINED, define_space, flat_params,
                                       recipe_point, recipe_points, trial_train_config, tune_sample)
@@ -140,3 +141,31 @@ def test_a_small_sweeps_tpe_starts_modelling_after_three_trials():
         random10 = _best_backbone_picks(SearchConfig(name="s", trials=9, seed=seed, startup_trials=10),
                                         "efficientnet_b0")
         assert tpe >= 4 and tpe > random10, (seed, tpe, random10)
+
+
+def test_searched_flips_are_on_or_off_per_trial_and_the_recipe_keeps_them_on():
+    """--search-flip: a categorical "flip" that each trial's TrainConfig carries (its run overrides the data's
+    setting with it); the recipe trial is fastai's do_flip=True; without the option a trial leaves it to the data."""
+    sc = SearchConfig(name="s", backbones=("resnet18",), search_flip=True)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        define_space(trial, sc)
+        seen.add(trial.params["flip"])
+        study.tell(trial, 0.0)
+    assert seen == {True, False}
+    assert recipe_point(sc)["flip"] is True and "flip" not in recipe_point(SearchConfig(name="s"))
+    # the hand run (the user's first backbone) is tried both ways; a one-trial sweep runs the recipe alone
+    two = SearchConfig(name="s", backbones=("tf_efficientnet_lite0", "resnet18"), search_flip=True)
+    points = recipe_points(two, frozenset({"tf_efficientnet_lite0"}), first="resnet18")
+    assert [(p["backbone"], p["flip"]) for p in points] == [("tf_efficientnet_lite0", True), ("resnet18", True),
+                                                          ("resnet18", False)]
+    assert points[2] == {**points[1], "flip": False}
+    assert len(recipe_points(SearchConfig(name="s", trials=1, search_flip=True))) == 1
+    off = trial_train_config(sc, tune_sample("resnet18", 1e-3, aug=0.5, flip=False), use_gpu=False, gpus_per_worker=0)
+    assert off.flip is False
+    assert trial_train_config(SearchConfig(name="s"), tune_sample("resnet18", 1e-3, aug=0.5), use_gpu=False,
+                              gpus_per_worker=0).flip is None
+    with pytest.raises(DataError, match="flip is set by the sweep"):
+        SearchConfig(name="s", train={"flip": False})

@@ -1,5 +1,6 @@
 """The plain-PyTorch training loop, without Ray: learning, whole-set metrics, resume, lr_find, DDP on gloo."""
 
+import dataclasses
 import os
 import socket
 
@@ -228,3 +229,17 @@ def test_a_checkpoint_keeps_whether_flips_are_valid_and_older_ones_read_as_flipp
     assert CheckpointMeta.from_json(values).task.flip is True
     written = CheckpointMeta.from_json({**values, "flip": False}).to_json()
     assert written["flip"] is False and CheckpointMeta.from_json(written).task.flip is False
+
+
+def test_a_runs_own_flip_setting_overrides_the_datas(tmp_path):
+    """A sweep with --search-flip sets TrainConfig.flip per trial: the run trains without mirrored images and its
+    checkpoint says so (predict's TTA then has no mirror view); flip None keeps the data's setting."""
+    arrays, info = digits_arrays(classes=(0, 1), size=16)
+    runs = {}
+    for flip in (None, False):
+        runs[flip] = _run(_cfg(epochs=1, aug=1.0, flip=flip), arrays, info, tmp_path / str(flip))
+        assert read_meta(tmp_path / str(flip) / "epoch-1").flip is (flip is None)
+    assert runs[None][0]["valid_loss"] != runs[False][0]["valid_loss"]  # the same seed, other augmentation
+    chiral = dataclasses.replace(info, flip=False)  # --no-flip data, a run that turns flips back on
+    _run(_cfg(epochs=1, flip=True), arrays, chiral, tmp_path / "on")
+    assert read_meta(tmp_path / "on" / "epoch-1").flip is True

@@ -20,6 +20,8 @@ class TrainConfig:
     batch_size: int = 64              # images per worker per step
     image_size: int | None = None     # model input side, px; None = the backbone's pretrained input size
     aug: float = 0.5                  # augmentation strength in [0, 1]; 0 = none (see datasets.augment)
+    flip: bool | None = None          # horizontal flips (augmentation, TTA); None = the data's (--no-flip); a sweep
+                                      #   with --search-flip sets it per trial
     weight_decay: float = 0.01        # AdamW, decoupled; not applied to norms and biases
     label_smoothing: float = 0.0      # cross-entropy label smoothing
     pct_start: float = 0.25           # one-cycle warm-up fraction

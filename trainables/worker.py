@@ -37,6 +37,11 @@ class DataInfo:
         return self.classes.index(self.positive_class) if self.positive_class is not None else None
 
 
+def with_config(info: DataInfo, cfg: TrainConfig) -> DataInfo:
+    """The data's options as this run trains with them: a sweep that searches horizontal flips sets cfg.flip."""
+    return info if cfg.flip is None else dataclasses.replace(info, flip=cfg.flip)
+
+
 def make_task(cfg: TrainConfig, info: DataInfo, model: nn.Module) -> Task:
     prep = data_config(model, cfg.image_size)
     return Task(num_classes=len(info.classes), positive_index=info.positive_index, vertical_flip=info.vertical_flip,
@@ -78,6 +83,7 @@ def run_worker(cfg: TrainConfig, info: DataInfo, arrays: dict[str, np.ndarray], 
     """Build, optionally resume, and fit; `prepare_model` moves/wraps the model (DDP under Ray Train).
     `arrays["fold"]` (a fold index per labelled image, train then valid): a K-fold cross-validation, K models
     trained side by side (fit_members)."""
+    info = with_config(info, cfg)
     if "fold" in arrays:
         parts = fold_splits(arrays, arrays["fold"])
         dirs = [Path(resume_dir) / f"fold-{k}" if resume_dir is not None else None for k in range(len(parts))]
