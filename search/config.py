@@ -30,7 +30,8 @@ class SearchConfig:
     weight_decay_range: tuple[float, float] | None = None  # searched (log-uniform) when given
     freeze_epochs: tuple[int, ...] = ()          # searched frozen-head epochs (empty: train.freeze_epochs)
     # Horizontal flips searched per trial (on or off: augmentation and TTA), for data that may have a handedness
-    # (digits, text); the recipe trial keeps them on, as fastai's do_flip. Off: the data's setting (--no-flip).
+    # (digits, text); the recipe trial runs with them (fastai's do_flip) and again without them, a paired start for
+    # TPE. Off: the data's setting (--no-flip).
     search_flip: bool = False
     workers_per_trial: int = 1                   # DDP workers in each trial
     gpus_per_trial: float | None = None          # GPUs per trial; None = 1 per worker when the cluster has GPUs, else 0; < 1 shares a GPU
