@@ -152,9 +152,9 @@ def search_config(*, config=None, cpu: bool = False, source: str | None = None, 
         values["gpus_per_trial"] = 0
     sc = search_config_from_dict(values, source=f"--config {config}" if config else source or "options")
     data_options = {**(sc.data or {}), **spec_options}
-    if sc.search_flip and (data_options.get("flip") is False or data_options.get("vertical_flip")):
-        fixed_by = "--no-flip turns them off" if data_options.get("flip") is False else \
-            "--vertical-flip makes every flip and turn valid"
+    fixed_by = ("--no-flip turns them off" if data_options.get("flip") is False else
+                "--vertical-flip makes every flip and turn valid" if data_options.get("vertical_flip") else None)
+    if sc.search_flip and fixed_by:
         raise DataError(f"--search-flip searches horizontal flips on and off, but {fixed_by}; drop one of the two")
     return sc, data_options
 
