@@ -119,8 +119,9 @@ SWEEP_FLAGS = (
     Flag("early_stopping", "asha: successive halving at rungs 1, 2, 4 .. epochs within the first half of the run, "
                            "the one-cycle restarting at each rung; none: every trial runs all epochs",
          choices=EARLY_STOPPING),
-    Flag("search_flip", "search horizontal flips on or off per trial (augmentation and TTA), for images that may "
-                        "have a handedness; the recipe trial runs with them and again without them"),
+    Flag("search_flip", "test horizontal flips (augmentation and TTA), for images that may have a handedness: the "
+                        "recipe trial runs with them and again without them, and the later trials drop them when "
+                        "the run without wins validation by more than one standard error"),
     Flag("lr_find", "run fastai's lr_find per backbone first and search each max LR within x/÷4 of its valley"),
     Flag("keep_all", "keep every checkpoint with its optimizer state (default: once the sweep ends, the best "
                      "weights of the --top-k trials; unfinished trials keep all they need to resume)", flag="--keep"),

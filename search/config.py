@@ -29,9 +29,9 @@ class SearchConfig:
     batch_sizes: tuple[int, ...] = ()            # searched batch sizes (empty: train.batch_size)
     weight_decay_range: tuple[float, float] | None = None  # searched (log-uniform) when given
     freeze_epochs: tuple[int, ...] = ()          # searched frozen-head epochs (empty: train.freeze_epochs)
-    # Horizontal flips searched per trial (on or off: augmentation and TTA), for data that may have a handedness
-    # (digits, text); the recipe trial runs with them (fastai's do_flip) and again without them, a paired start for
-    # TPE. Off: the data's setting (--no-flip).
+    # Horizontal flips tested, for data that may have a handedness (digits, text): the recipe trial runs with them
+    # (fastai's do_flip) and again without them, and the trials after the pair run as the pair's validation says
+    # (search/fliptest.py). Off: the data's setting (--no-flip).
     search_flip: bool = False
     workers_per_trial: int = 1                   # DDP workers in each trial
     gpus_per_trial: float | None = None          # GPUs per trial; None = 1 per worker when the cluster has GPUs, else 0; < 1 shares a GPU
@@ -117,6 +117,9 @@ class SearchConfig:
             (self.refit_seeds >= 1, f"--refit-seeds must be >= 1 (models per refit configuration), got "
                                     f"{self.refit_seeds}"),
             (self.folds >= 1, f"--folds must be >= 2 for cross-validation (1 = one holdout split), got {self.folds}"),
+            (self.recipe_first or not self.search_flip,
+             "--search-flip runs the recipe trial with and without flips, but recipe_first is false; drop one of the "
+             "two"),
         ]
         for ok, message in checks:
             if not ok:

@@ -21,8 +21,6 @@ def define_space(trial, sc: SearchConfig) -> None:
         trial.suggest_float("weight_decay", *sc.weight_decay_range, log=True)
     if sc.freeze_epochs:
         trial.suggest_categorical("freeze_epochs", list(sc.freeze_epochs))
-    if sc.search_flip:
-        trial.suggest_categorical("flip", [True, False])
 
 
 def tune_sample(backbone: str, max_lr: float, **values) -> dict:
@@ -53,19 +51,26 @@ def _clip(value: float, lo: float, hi: float) -> float:
 def recipe_points(sc: SearchConfig, pretrained: frozenset[str] = frozenset(), *, first: str | None = None) -> list:
     """The recipe's trials: on the first backbone (pretrained ones are ordered first), and, when that is not the
     user's own first choice `first`, on that one too: the run a person would make by hand is always tried. When
-    flips are searched, that run is tried without them as well, so TPE starts from a paired comparison of the two."""
+    flips are searched, that run is tried twice in a row, with and without them (flip_pair: the first of the two;
+    search/fliptest.py sets each trial's flips)."""
     points = [recipe_point(sc, pretrained)]
     if first is not None and first != sc.backbones[0] and sc.trials > 1:
         points.append(recipe_point(sc, pretrained, backbone=first))
     if sc.search_flip and sc.trials > len(points):  # the hand run without flips too: a paired test of them
-        points.append({**points[-1], "flip": False})
+        points.append(dict(points[-1]))
     return points
+
+
+def flip_pair(sc: SearchConfig, points: list) -> int | None:
+    """The index of the recipe trial that --search-flip runs with and then without flips (the last two of
+    recipe_points), None when there is no such pair (flips not searched, or no trial left for the twin)."""
+    return len(points) - 2 if sc.search_flip and len(points) >= 2 and points[-1] == points[-2] else None
 
 
 def recipe_point(sc: SearchConfig, pretrained: frozenset[str] = frozenset(), *, backbone: str | None = None) -> dict:
     """The recipe as a flat OptunaSearch point ("max_lr/<backbone>" keys): the first backbone (pretrained ones
     are ordered first), the recipe's max LR and augmentation clipped into the searched ranges, one frozen-head
-    epoch for a pretrained backbone when frozen epochs are searched, horizontal flips on when they are searched."""
+    epoch for a pretrained backbone when frozen epochs are searched."""
     backbone = backbone or sc.backbones[0]
     lr = RECIPE_LR_PRETRAINED if backbone in pretrained else RECIPE_LR
     point = {"backbone": backbone, f"max_lr/{backbone}": _clip(lr, *sc.lr_range_for(backbone)),
@@ -79,8 +84,6 @@ def recipe_point(sc: SearchConfig, pretrained: frozenset[str] = frozenset(), *, 
     if sc.freeze_epochs:
         want = 1 if backbone in pretrained else 0
         point["freeze_epochs"] = want if want in sc.freeze_epochs else sc.freeze_epochs[0]
-    if sc.search_flip:
-        point["flip"] = True  # fastai's do_flip default
     return point
 
 

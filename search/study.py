@@ -14,19 +14,40 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from visionsweep.datasets.console import say
+
 
 class StudySearch(OptunaSearch):
+    """With a FlipTest (--search-flip), each suggestion gets its trial's horizontal flips from it, and the pair's
+    results go to it (search/fliptest.py)."""
+
+    flip_test = None  # a sweep saved before --search-flip's paired test (--resume) has none
+
+    def __init__(self, *args, flip_test=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.flip_test = flip_test
+
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        return config if self.flip_test is None or not isinstance(config, dict) else self.flip_test.assign(trial_id, config)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._tell_flip_test(trial_id, result)
         try:
             super().on_trial_result(trial_id, result)
         except UpdateFinishedTrialError:
             self._completed_trials.add(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._tell_flip_test(trial_id, result)
         if trial_id not in self._completed_trials and not self._finished_in_study(trial_id):
             super().on_trial_complete(trial_id, result=result, error=error)
         self._completed_trials.add(trial_id)
+
+    def _tell_flip_test(self, trial_id: str, result: dict | None) -> None:
+        line = self.flip_test.observe(trial_id, result) if self.flip_test is not None else None
+        if line:
+            say(line)
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)

@@ -105,9 +105,11 @@ def test_sweep_validates_on_the_valid_folder_and_predicts_both_multiclass_format
     # Trial 1, the recipe's 3e-3, is clipped into the new range (sampled ones: test_search_space).
     assert board["max_lr"].between(saved[0] * (1 - 1e-9), saved[1] * (1 + 1e-9)).all(), board
     # --search-flip: trial 2 is the recipe without horizontal flips, and each trial's checkpoints say how it trained
-    # (predict's TTA follows them).
+    # (predict's TTA follows them); once both have ended, the console says what the later trials would run with.
     board = board.sort_values("order")
     assert board["flip"].tolist() == [True, False] and board["max_lr"].nunique() == 1, board
+    assert re.search(rf"flips: the recipe scored [01]\.\d{{3}} with them, [01]\.\d{{3}} without \(validation accuracy at "
+                     rf"epoch 2, {n_valid} images\): the trials from now on run with(out)? them", console), console[-3000:]
     for trial_id, flip in zip(board["trial_id"], board["flip"]):
         metas = list((path / "train_runs" / f"train-{trial_id}").glob("checkpoint_*/meta.json"))
         assert metas and all(json.loads(m.read_text())["flip"] is flip for m in metas), (trial_id, metas)

@@ -11,7 +11,7 @@ import pytest
 from visionsweep.datasets import DataError
 from visionsweep.search.config import SearchConfig
 from visionsweep.search.space import (RECIPE_AUG, RECIPE_LR, RECIPE_LR_PRETRAINED, define_space, flat_params,
-                                      recipe_point, recipe_points, trial_train_config, tune_sample)
+                                      flip_pair, recipe_point, recipe_points, trial_train_config, tune_sample)
 
 
 def test_tune_sample_stores_the_max_lr_per_backbone_and_flat_params_undoes_it():
@@ -143,29 +143,29 @@ def test_a_small_sweeps_tpe_starts_modelling_after_three_trials():
         assert tpe >= 4 and tpe > random10, (seed, tpe, random10)
 
 
-def test_searched_flips_are_on_or_off_per_trial_and_the_recipe_keeps_them_on():
-    """--search-flip: a categorical "flip" that each trial's TrainConfig carries (its run overrides the data's
-    setting with it); the recipe trial is fastai's do_flip=True; without the option a trial leaves it to the data."""
+def test_flip_search_runs_the_hand_run_twice_and_each_trial_carries_its_flips():
+    """--search-flip: flips are not a TPE parameter; the recipe trial of the user's first backbone is run twice in a
+    row (flip_pair: the first of the two; search/fliptest.py gives them flips on, then off), and the "flip" a trial's
+    config carries overrides the data's setting in its TrainConfig; without the option a trial leaves it to the data."""
     sc = SearchConfig(name="s", backbones=("resnet18",), search_flip=True)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen = set()
-    for _ in range(12):
-        trial = study.ask()
-        define_space(trial, sc)
-        seen.add(trial.params["flip"])
-        study.tell(trial, 0.0)
-    assert seen == {True, False}
-    assert recipe_point(sc)["flip"] is True and "flip" not in recipe_point(SearchConfig(name="s"))
-    # the hand run (the user's first backbone) is tried both ways; a one-trial sweep runs the recipe alone
+    trial = optuna.create_study().ask()
+    define_space(trial, sc)
+    assert "flip" not in trial.params and "flip" not in recipe_point(sc)
+    # the hand run (the user's first backbone) is tried twice; a one-trial sweep runs the recipe alone
     two = SearchConfig(name="s", backbones=("tf_efficientnet_lite0", "resnet18"), search_flip=True)
     points = recipe_points(two, frozenset({"tf_efficientnet_lite0"}), first="resnet18")
-    assert [(p["backbone"], p["flip"]) for p in points] == [("tf_efficientnet_lite0", True), ("resnet18", True),
-                                                          ("resnet18", False)]
-    assert points[2] == {**points[1], "flip": False}
-    assert len(recipe_points(SearchConfig(name="s", trials=1, search_flip=True))) == 1
+    assert [p["backbone"] for p in points] == ["tf_efficientnet_lite0", "resnet18", "resnet18"]
+    assert points[2] == points[1] and flip_pair(two, points) == 1
+    assert flip_pair(sc, recipe_points(sc)) == 0
+    one = SearchConfig(name="s", trials=1, search_flip=True)
+    assert len(recipe_points(one)) == 1 and flip_pair(one, recipe_points(one)) is None
+    plain = SearchConfig(name="s", backbones=("tf_efficientnet_lite0", "resnet18"))
+    assert flip_pair(plain, recipe_points(plain, frozenset({"tf_efficientnet_lite0"}), first="resnet18")) is None
     off = trial_train_config(sc, tune_sample("resnet18", 1e-3, aug=0.5, flip=False), use_gpu=False, gpus_per_worker=0)
     assert off.flip is False
     assert trial_train_config(SearchConfig(name="s"), tune_sample("resnet18", 1e-3, aug=0.5), use_gpu=False,
                               gpus_per_worker=0).flip is None
+    with pytest.raises(DataError, match="recipe_first is false"):
+        SearchConfig(name="s", search_flip=True, recipe_first=False)
     with pytest.raises(DataError, match="flip is set by the sweep"):
         SearchConfig(name="s", train={"flip": False})
