@@ -84,6 +84,12 @@ def fold_splits(arrays: dict[str, np.ndarray], fold: np.ndarray) -> list[dict[st
             for k in range(int(fold.max()) + 1)]
 
 
+def validation_count(arrays: dict[str, np.ndarray]) -> int:
+    """The images a trial's validation metrics are measured on: the valid split, or every labelled image (each
+    validated once) under cross-validation."""
+    return int(len(arrays["fold"]) if "fold" in arrays else len(arrays["y_valid"]))
+
+
 def split_text(arrays: dict[str, np.ndarray]) -> str:
     """How the labelled images are used, for the console: 'train 120 / valid 30 images' or '5-fold CV over 150'."""
     if "fold" in arrays:

@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from visionsweep.datasets.split import labelled
+from visionsweep.datasets.split import labelled, validation_count
 from visionsweep.search import ensemble
 from visionsweep.search import storage as st
 from visionsweep.search.leaderboard import ensemble_rows, usable_rows
@@ -115,8 +115,8 @@ def validation_noise(sweep: str, board, *, arrays: dict, metric: str, mode: str,
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     folds = "fold" in arrays
-    n = len(arrays["fold"]) if folds else len(arrays["y_valid"])
-    record = {"valid_n": int(n), "level": LEVEL, "metric": metric,
+    n = validation_count(arrays)
+    record = {"valid_n": n, "level": LEVEL, "metric": metric,
               "method": "percentile bootstrap (2000 resamples of the validation images) of each trial's best "
                         "checkpoint's validation predictions, recomputed after the sweep without TTA"
                         + ("; cross-validation: each labelled image predicted by the fold model that held it out"

@@ -29,7 +29,9 @@ class StudySearch(OptunaSearch):
 
     def suggest(self, trial_id: str):
         config = super().suggest(trial_id)
-        return config if self.flip_test is None or not isinstance(config, dict) else self.flip_test.assign(trial_id, config)
+        if self.flip_test is None or not isinstance(config, dict):
+            return config
+        return self.flip_test.assign(trial_id, config)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._tell_flip_test(trial_id, result)
