@@ -20,8 +20,28 @@ HUB_HOST = "huggingface.co"
 # controller import this module but never build a model, and each sweep trial starts both afresh.
 
 
-def check_backbone(name: str) -> None:
+def _timm():
+    """timm, imported without W&B. Where wandb is installed, `import timm` imports it too (timm.utils.summary's
+    optional logging): 0.6 s more in every process that builds a model, and two folders wandb creates in the temp
+    dir at import and removes at a normal exit, which a Ray worker ended with the cluster leaves behind (96 in one
+    run of the test suite). visionsweep never logs to W&B through timm (--wandb logs from Ray's logger actor), so
+    wandb is blocked while timm imports, and importable again after (sys.modules[name] = None makes `import name`
+    fail, as the import system documents)."""
+    import sys
+
+    if "timm" not in sys.modules and "wandb" not in sys.modules:
+        sys.modules["wandb"] = None  # type: ignore[assignment]
+        try:
+            import timm  # noqa: F401
+        finally:
+            del sys.modules["wandb"]
     import timm
+
+    return timm
+
+
+def check_backbone(name: str) -> None:
+    timm = _timm()
 
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
@@ -32,7 +52,7 @@ def check_backbone(name: str) -> None:
 def check_image_size(name: str, image_size: int | None, num_classes: int) -> None:
     """A 2-image forward pass at `image_size` (random init, no download), so a backbone that cannot take the
     size fails here, with exit status 2, not in every trial."""
-    import timm
+    timm = _timm()
 
     check_backbone(name)
     if image_size is None:
@@ -59,7 +79,7 @@ def is_head_key(key: str, prefix: str) -> bool:
 
 def data_config(model: nn.Module, image_size: int | None) -> dict:
     """Input size, mean and std from the backbone's own pretrained config (nothing hard-codes ImageNet)."""
-    import timm
+    timm = _timm()
 
     cfg = timm.data.resolve_model_data_config(model)
     size = image_size or int(cfg["input_size"][-1])
@@ -95,7 +115,7 @@ def pretrained_available(backbone: str, *, weights: str | None = None, online: b
     """Whether create_model would load pretrained weights for this backbone: a weights file, or timm's
     pretrained weights in the hub's local cache or on a reachable hub. Asks nothing of the network but one
     connection probe (pass `online`, hub_reachable()'s answer, to share one probe across backbones)."""
-    import timm
+    timm = _timm()
 
     if weights is not None:
         return True
@@ -139,7 +159,7 @@ def zero_head(model: nn.Module) -> None:
 def _build(backbone: str, num_classes: int, *, pretrained: bool, weights: str | None,
            log) -> tuple[nn.Module, str, bool]:
     """(model, source, whether its classifier is new)."""
-    import timm
+    timm = _timm()
 
     check_backbone(backbone)
     if weights is not None:
@@ -187,7 +207,7 @@ def timm_file_model(backbone: str, num_classes: int, path: Path, *,
     The model is built with the architecture's own class count, so timm loads strictly (given another count it
     drops the head and then ignores every name it cannot place: a file of foreign names would load nothing,
     silently); a task with another class count then gets a new head."""
-    import timm
+    timm = _timm()
 
     cfg = timm.models.get_pretrained_cfg(backbone)
     classes = getattr(cfg, "num_classes", None) or 1000
