@@ -121,7 +121,8 @@ SWEEP_FLAGS = (
          choices=EARLY_STOPPING),
     Flag("search_flip", "test horizontal flips (augmentation and TTA), for images that may have a handedness: the "
                         "recipe trial runs with them and again without them, and the later trials drop them when "
-                        "the run without wins validation by more than one standard error"),
+                        "the run without wins validation by more than one standard error (default: tested when "
+                        "the data keeps flips and the sweep plans 10 trials or more)"),
     Flag("lr_find", "run fastai's lr_find per backbone first and search each max LR within x/÷4 of its valley"),
     Flag("keep_all", "keep every checkpoint with its optimizer state (default: once the sweep ends, the best "
                      "weights of the --top-k trials; unfinished trials keep all they need to resume)", flag="--keep"),

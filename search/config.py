@@ -31,8 +31,10 @@ class SearchConfig:
     freeze_epochs: tuple[int, ...] = ()          # searched frozen-head epochs (empty: train.freeze_epochs)
     # Horizontal flips tested, for data that may have a handedness (digits, text): the recipe trial runs with them
     # (fastai's do_flip) and again without them, and the trials after the pair run as the pair's validation says
-    # (search/fliptest.py). Off: the data's setting (--no-flip).
-    search_flip: bool = False
+    # (search/fliptest.py). False: the data's setting. None (auto): tested when the data leaves flips on (no
+    # --no-flip / --vertical-flip), the recipe runs first and the sweep plans fliptest.MIN_TRIALS (10) trials or
+    # more (the twin then costs at most a tenth of them).
+    search_flip: bool | None = None
     workers_per_trial: int = 1                   # DDP workers in each trial
     gpus_per_trial: float | None = None          # GPUs per trial; None = 1 per worker when the cluster has GPUs, else 0; < 1 shares a GPU
     cpus_per_worker: float = 1.0                 # CPUs per training worker
@@ -168,8 +170,12 @@ class SearchConfig:
         for in full, when it pays for fewer) within [3, 10]."""
         if self.startup_trials is not None:
             return self.startup_trials
-        trials = self.trials if self.epoch_budget is None else min(self.trials, self.epoch_budget // self.epochs)
-        return min(10, max(3, math.ceil(trials / 3)))
+        return min(10, max(3, math.ceil(self.planned_trials / 3)))
+
+    @property
+    def planned_trials(self) -> int:
+        """The trials the sweep pays for in full: --trials, or fewer when --epoch-budget buys fewer whole ones."""
+        return self.trials if self.epoch_budget is None else min(self.trials, self.epoch_budget // self.epochs)
 
     def rungs(self) -> tuple[int, ...]:
         """The epochs at which ASHA compares trials (empty without early stopping): ASHA's milestones

@@ -61,7 +61,9 @@ def add_fields(group, cls, flags: typing.Iterable[Flag]) -> list[str]:
         if default not in (None, (), "") and hint is not bool:
             help_text += f" (default {_show(default)})"
         kwargs: dict = dict(dest=spec.field, help=help_text, default=None)
-        if hint is bool:
+        if hint is bool and field.default is None:  # on, off, or left to the program: --x / --no-x
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif hint is bool:
             kwargs["action"] = "store_false" if spec.negate else "store_true"
         elif typing.get_origin(hint) is tuple:
             kwargs.update(type=_comma_list, metavar=spec.metavar or "A,B,...")

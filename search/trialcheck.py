@@ -31,7 +31,7 @@ def check_trial_configs(sc) -> None:
         edges["weight_decay"] = sorted({float(w) for w in sc.weight_decay_range})
     if sc.freeze_epochs:
         edges["freeze_epochs"] = list(sc.freeze_epochs)
-    if sc.search_flip:
+    if sc.search_flip is not False:  # tested, or perhaps by default (search/fliptest.py)
         edges["flip"] = [True, False]
     names = list(edges)
     for backbone in sc.backbones:

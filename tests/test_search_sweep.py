@@ -97,6 +97,9 @@ def test_sweep_runs_every_trial_stops_the_worse_and_survives_a_failing_one(sweep
     with ckpt.as_directory() as d:
         meta = json.loads((Path(d) / "meta.json").read_text())
     assert meta["config"]["restarts"] == [1, 2]
+    # Flips are tested by default only in sweeps of 10 trials or more: this one ran with the data's, and says so.
+    record = json.loads((Path(path) / "sweep.json").read_text())["search"]
+    assert sc.search_flip is None and record["search_flip"] is False and "flip" not in board, board.columns
     lrs = {h["epoch"]: h["lr"] for h in meta["history"]}
     assert 1 in lrs and all(lrs[r] <= meta["config"]["max_lr"] / 1e4 for r in (1, 2) if r in lrs), lrs
     # Retention kept Train's own record readable for every trial that saved a checkpoint (predict and the report

@@ -1,6 +1,7 @@
 """search/fliptest.py: --search-flip's paired test of the recipe with and without horizontal flips, as pure logic."""
 
-from visionsweep.search.fliptest import FlipTest, twin_wins
+from visionsweep.search.config import SearchConfig
+from visionsweep.search.fliptest import MIN_TRIALS, FlipTest, flips_tested, twin_wins
 
 
 def test_the_twin_wins_only_beyond_one_standard_error():
@@ -38,3 +39,22 @@ def test_the_pair_runs_with_then_without_flips_and_its_verdict_sets_the_later_tr
     assert test.assign("t6", {})["flip"] is True and test.assign("t5", {})["flip"] is False
     assert test.observe("t3", None) is None and test.observe("t3", {"epoch": 5}) is None
     assert test.observe("t3", _result(5, float("nan"))) is None
+
+
+def test_by_default_flips_are_tested_in_sweeps_long_enough_on_data_that_keeps_them():
+    def default(data_flip=True, vertical_flip=False, recipe_first=True, **options):
+        sc = SearchConfig(name="s", **options)
+        return flips_tested(sc.search_flip, data_flip=data_flip, vertical_flip=vertical_flip, recipe_first=recipe_first,
+                      planned_trials=sc.planned_trials)
+
+    assert SearchConfig(name="s").search_flip is None and SearchConfig(name="s").trials >= MIN_TRIALS
+    assert default()  # the default sweep: 20 trials, flips on in the data
+    assert not default(trials=MIN_TRIALS - 1)  # the twin would be more than a tenth of the trials
+    assert not default(trials=40, epochs=5, epoch_budget=5 * (MIN_TRIALS - 1))  # the budget pays for 9 whole trials
+    assert default(trials=40, epochs=5, epoch_budget=5 * MIN_TRIALS)
+    assert not default(data_flip=False)  # --no-flip: the user knows
+    assert not default(vertical_flip=True)  # --vertical-flip: every flip and turn is valid
+    assert not default(recipe_first=False)  # no recipe trial to pair
+    # Asked for, or refused, the answer is the user's.
+    assert flips_tested(True, data_flip=True, vertical_flip=False, recipe_first=True, planned_trials=2)
+    assert not flips_tested(False, data_flip=True, vertical_flip=False, recipe_first=True, planned_trials=100)

@@ -80,6 +80,10 @@ def test_flags_are_the_config_fields_with_the_dataclasses_defaults():
                               "--epochs", "4", "--image-size", "32"])
     assert given_fields(args) == {"name": "s", "backbones": ["resnet18", "test_resnet"], "keep_all": True,
                                   "epochs": 4, "image_size": 32}
+    # A field whose default is None (the program decides) takes --x and --no-x, and neither leaves it to the program.
+    assert given_fields(parser.parse_args(["sweep", "DATA", "--no-search-flip"])) == {"search_flip": False}
+    assert given_fields(parser.parse_args(["sweep", "DATA", "--search-flip"])) == {"search_flip": True}
+    assert "search_flip" not in given_fields(parser.parse_args(["sweep", "DATA"]))
     fields = {c: {f.name for f in dataclasses.fields(c)} for c in (DatasetSpec, TrainConfig, SearchConfig)}
     for command in ("check", "train", "lr-find", "sweep", "predict"):
         sub = parser._subparsers._group_actions[0].choices[command]
