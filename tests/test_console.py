@@ -30,6 +30,7 @@ def test_the_demo_runs_end_to_end_and_its_console_reads_like_fastai(ray_cluster,
     assert len(rows) >= 2 + 1, console  # every trial's first epoch, and more for the ones that went on
     assert any(re.search(r"\[\d/2 done, \d running\] best accuracy 0\.\d{4}", ln) for ln in lines)
     board = next(i for i, ln in enumerate(lines) if ln.startswith("leaderboard ("))
+    assert "and the refit models kept" in lines[board], lines[board]  # the demo refits its best configuration
     assert lines[board + 1].split()[:3] == ["rank", "trial_id", "backbone"] and len(lines[board + 1]) < 160
     assert max(len(ln) for ln in lines[board + 1:board + 5]) < 160  # compact: no absolute paths
     assert re.search(r"demo held-out score: accuracy 0\.\d{4}", console)

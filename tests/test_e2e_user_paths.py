@@ -87,6 +87,9 @@ def test_sweep_validates_on_the_valid_folder_and_predicts_both_multiclass_format
     # valid/ is the validation set, not a --valid-pct holdout of train/ (which would be 72 of 360 images): the console,
     # sweep.json's data summary and the leaderboard's valid_n all count the valid/ folder's images.
     assert f"train {n_train} / valid {n_valid} images" in console, console[-3000:]
+    # --refit 0: the leaderboard's header names what the folder keeps, and no refit models.
+    header = next(ln for ln in console.splitlines() if ln.startswith("leaderboard ("))
+    assert "best weights of the top" in header and "refit" not in header, header
     record = json.loads((path / "sweep.json").read_text())
     assert record["data"]["valid"] == n_valid and record["data"]["train"] == n_train, record["data"]
     board = pd.read_csv(path / "leaderboard.csv")
