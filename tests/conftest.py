@@ -22,25 +22,62 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VISIONSWEEP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+def _live_groups(job: str | None = None) -> dict:
+    """Placement groups not removed (of one job, or all), as Ray's table has them."""
+    from ray.util.placement_group import placement_group_table
+
+    return {pg: info for pg, info in placement_group_table().items()
+            if info.get("state") in ("CREATED", "PENDING", "RESCHEDULING") and (job is None or pg.endswith(job))}
+
+
+def _remove_groups(groups) -> None:
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    for pg in groups:
+        try:
+            remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg)))
+        except Exception:  # removed meanwhile
+            pass
+
+
+def _wait_for_idle_cpus(timeout: float = 60) -> str:
+    """'' once every CPU of the cluster is free again, else what holds them (the groups not removed)."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while True:
+        free, total = ray.available_resources().get("CPU", 0.0), ray.cluster_resources().get("CPU", 0.0)
+        if free >= total:
+            return ""
+        if time.monotonic() > deadline:
+            job = ray.get_runtime_context().get_job_id()
+            held = "\n".join(f"  {pg} ({'this pytest job' if pg.endswith(job) else 'job ' + pg[-8:]}): "
+                             f"{info['state']}, bundles {list(info['bundles'].values())}"
+                             for pg, info in _live_groups().items())
+            return f"{free:g} of {total:g} CPUs free after {timeout:g} s; groups not removed:\n{held or '  none'}"
+        time.sleep(0.2)
+
+
 @pytest.fixture(autouse=True)
-def _no_leftover_placement_groups():
-    """After each test, placement groups this process's Ray job still holds are removed. Ray Train leaked one in CI:
-    a trial of an in-process sweep was stopped as its controller placed a new worker group, Train's cleaner never
-    freed it, and the next runs waited for ever for the CPU it held (the killed-worker test, then a hang)."""
+def _ray_cluster_left_as_found(request):
+    """A test on the session's cluster starts with every CPU free, or fails saying what holds them, instead of
+    waiting for ever: `train` and `lr-find` ask for every CPU, and twice in CI a group left behind hung the
+    killed-worker test and every `train` after it (the first time a Train group of an in-process sweep, placed by
+    its controller as its trial ended; a job that outlives a sweep never frees it: the sweep's Reaper now waits for
+    such controllers, search/reaper.py). After each test, groups this process's Ray job still holds are removed:
+    a leftover fails one test, with its holder named, not the rest of the suite."""
+    if "ray_cluster" in request.fixturenames:
+        held = _wait_for_idle_cpus()
+        if held:
+            _remove_groups(_live_groups(sys.modules["ray"].get_runtime_context().get_job_id()))
+            pytest.fail(f"the session's Ray cluster is not idle before this test: {held}")
     yield
     ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
-
-    job = ray.get_runtime_context().get_job_id()
-    for pg, info in placement_group_table().items():
-        if pg.endswith(job) and info.get("state") in ("CREATED", "PENDING"):
-            try:
-                remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg)))
-            except Exception:  # removed meanwhile by Train's own cleaner
-                pass
+    if ray is not None and ray.is_initialized():
+        _remove_groups(_live_groups(ray.get_runtime_context().get_job_id()))
 
 
 def _free_port() -> int:

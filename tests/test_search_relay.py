@@ -65,6 +65,12 @@ class _Controller:
         ray.get(self.pg.ready())
         return self.pg.id.hex()
 
+    def make_group_then_exit(self, cpus: float, after_s: float) -> None:
+        """As a controller killed with its trial can still place a new worker group on its way out."""
+        time.sleep(after_s)
+        self.make_group(cpus)
+        ray.actor.exit_actor()
+
 
 def _state(pg_hex: str):
     return placement_group_table().get(pg_hex, {}).get("state")
@@ -89,3 +95,21 @@ def test_reaper_frees_the_group_of_a_dead_actor_and_nothing_live(ray_cluster):
     finally:
         ray.kill(live)
         remove_placement_group(drivers)
+
+
+def test_the_reapers_end_waits_for_the_actors_started_in_it_and_frees_their_last_groups(ray_cluster):
+    """A sweep in a process that outlives it (a notebook, this suite) must leave no group: its job goes on, so Ray
+    never frees one, and the next `train` waits for ever for the CPU it holds (CI: a controller placed a group as its
+    trial ended, after the sweep's last pass). The block's end waits for the actors it started, then frees their
+    groups; an actor alive before the block is not waited for."""
+    older = _Controller.remote()
+    kept = ray.get(older.make_group.remote(0.25))
+    job = ray.get_runtime_context().get_job_id()
+    try:
+        with Reaper(every_s=0.1) as reaper:
+            late = _Controller.remote()
+            late.make_group_then_exit.remote(0.25, after_s=1.5)  # still alive as the block ends
+        assert not reaper.unsettled and reaper.removed == 1  # the group it made on its way out
+        assert orphaned_groups(job) == [] and _state(kept) == "CREATED"
+    finally:
+        ray.kill(older)

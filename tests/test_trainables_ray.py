@@ -67,19 +67,27 @@ def test_train_survives_a_killed_worker_ctrl_c_and_resume(ray_cluster, tmp_path)
             assert time.monotonic() < deadline, f"no {what} within 300 s:\n" + "".join(lines)
             time.sleep(0.05)
 
-    # Kill once Train's record lists a checkpoint (a kill before the controller registers one, ~2 s after its
-    # epoch's row on fast epochs, makes Train start over from epoch 1: seen in CI).
-    wait_for(lambda: _latest_registered_epoch(out) >= 1, "a registered checkpoint")
-    victims = _train_workers()
-    assert victims, "no Ray Train worker process to kill"
-    # A run passes arrays, no Ray Datasets: none of Train's DatasetManager processes (~1.5 s of CPU per run).
-    assert not _processes("ray::DatasetManager"), "a DatasetManager actor runs beside a run without datasets"
-    os.kill(victims[-1], signal.SIGKILL)
-    wait_for(lambda: any("resumed after epoch" in ln for ln in lines), "restart of the worker group")
-    restarted = int(re.search(r"resumed after epoch (\d+)", "".join(lines)).group(1))
-    wait_for(lambda: _latest_registered_epoch(out) > restarted, "checkpoint after the restart")
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130, "".join(lines)
+    try:
+        # Kill once Train's record lists a checkpoint (a kill before the controller registers one, ~2 s after its
+        # epoch's row on fast epochs, makes Train start over from epoch 1: seen in CI).
+        wait_for(lambda: _latest_registered_epoch(out) >= 1, "a registered checkpoint")
+        victims = _train_workers()
+        assert victims, "no Ray Train worker process to kill"
+        # A run passes arrays, no Ray Datasets: none of Train's DatasetManager processes (~1.5 s of CPU per run).
+        assert not _processes("ray::DatasetManager"), "a DatasetManager actor runs beside a run without datasets"
+        os.kill(victims[-1], signal.SIGKILL)
+        wait_for(lambda: any("resumed after epoch" in ln for ln in lines), "restart of the worker group")
+        restarted = int(re.search(r"resumed after epoch (\d+)", "".join(lines)).group(1))
+        wait_for(lambda: _latest_registered_epoch(out) > restarted, "checkpoint after the restart")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, "".join(lines)
+    finally:  # a failure above must not leave the run holding the cluster's CPUs for the tests after
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     reader.join(timeout=10)
     first = "".join(lines)
     assert "interrupted" in first and "plus --resume" in first, first[-3000:]
