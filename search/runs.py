@@ -16,7 +16,7 @@ from visionsweep.trainables.checkpoint import export_checkpoint, read_meta
 from visionsweep.trainables.config import TrainConfig, resolve_metric
 from visionsweep.trainables.model import check_image_size
 from visionsweep.trainables.plots import save_lr_find
-from visionsweep.trainables.ray_session import check_resources, ensure_ray, share_cpus
+from visionsweep.trainables.ray_session import check_resources, ensure_ray, say_if_busy, share_cpus
 from visionsweep.trainables.ray_train import (best_and_latest, data_info, lr_find_curve, make_trainer,
                                               raise_if_failed)
 from visionsweep.datasets.console import say
@@ -94,6 +94,7 @@ def run_training(*, data: LoadedData, cfg: TrainConfig, out_dir: Path, valid_pct
             f"{cfg.workers} worker(s) on {'GPU' if cfg.use_gpu else 'CPU'}, {cfg.total_epochs} epochs -> {out_dir}")
         if action == "resume":
             log(resume_point(out_dir / "ray" / "train", cfg.total_epochs))
+        say_if_busy(cfg, log=log)
         trainer = make_trainer(cfg, info, ray.put(arrays), storage=out_dir / "ray", name="train")
         try:
             raise_if_failed(trainer.fit())
@@ -127,6 +128,7 @@ def run_lr_find_job(*, data: LoadedData, cfg: TrainConfig, valid_pct: float, spl
     with ensure_ray(log=log) as session:
         cfg = share_cpus(cfg, session.nodes)
         check_resources(cfg, session.nodes, can_grow=not session.local, log=log)
+        say_if_busy(cfg, log=log)
         arrays = train_valid_arrays(data, valid_pct=valid_pct, seed=split_seed)
         result = lr_find_curve(cfg, data_info(data), ray.put(arrays))
     save_lr_find(result, cfg.backbone, out_png)

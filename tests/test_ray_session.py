@@ -59,3 +59,29 @@ def test_closing_puts_back_each_variable_as_it_was(monkeypatch):
     assert os.environ["VS_SESSION_SET"] == "old" and "VS_SESSION_NEW" not in os.environ
     session.close()  # twice is harmless
     assert os.environ["VS_SESSION_SET"] == "old"
+
+
+def test_a_run_that_asks_for_cpus_other_runs_hold_says_it_waits(ray_cluster):
+    """Ray Train waits for its workers' CPUs for ever without a word (the CI hang); `train` and `lr-find` say it."""
+    import time
+
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from visionsweep.trainables.config import TrainConfig
+    from visionsweep.trainables.ray_session import say_if_busy
+
+    cfg = TrainConfig(backbone="test_resnet", workers=2, cpus_per_worker=2.0)  # the whole test cluster, as `train`
+    held = placement_group([{"CPU": 1}])
+    ray.get(held.ready())
+    said = []
+    try:
+        assert say_if_busy(cfg, log=said.append)
+        assert said == ["the Ray cluster has 3 of the 4 CPU it asks for free now (other runs hold the rest): this run "
+                        "waits until they end (Ctrl-C stops it)"]
+    finally:
+        remove_placement_group(held)
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not say_if_busy(cfg, log=said.append) and len(said) == 1

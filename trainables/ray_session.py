@@ -224,3 +224,19 @@ def check_resources(cfg: TrainConfig, nodes: list[dict], *, can_grow: bool = Fal
                         f"{' + '.join(f'{v:g} {k}' for k, v in worker_bundle(cfg).items())} on one node, and the "
                         f"Ray cluster's nodes hold {fit} such workers ({largest_node(nodes)}); "
                         f"lower --workers")
+
+
+def say_if_busy(cfg: TrainConfig, log=say) -> bool:
+    """A run that asks for more than the cluster has free right now waits for it: Ray Train retries every 60 s,
+    for ever, and says nothing. Say so once, before the run starts (True when it was said). The free resources are
+    Ray's view of a moment ago, so a run that ended just now may still show as holding its CPUs."""
+    import ray
+
+    free = ray.available_resources()
+    asks = {k: v * cfg.workers for k, v in worker_bundle(cfg).items() if v > 0}
+    short = [f"{free.get(k, 0.0):g} of the {v:g} {k} it asks for" for k, v in asks.items()
+             if free.get(k, 0.0) + 1e-9 < v]
+    if short:
+        log(f"the Ray cluster has {' and '.join(short)} free now (other runs hold the rest): this run waits until "
+            f"they end (Ctrl-C stops it)")
+    return bool(short)
