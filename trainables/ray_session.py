@@ -232,10 +232,11 @@ def say_if_busy(cfg: TrainConfig, log=say) -> bool:
     Ray's view of a moment ago, so a run that ended just now may still show as holding its CPUs."""
     import ray
 
-    free = ray.available_resources()
+    free, total = ray.available_resources(), ray.cluster_resources()
     asks = {k: v * cfg.workers for k, v in worker_bundle(cfg).items() if v > 0}
+    # Only what other runs hold: GPUs the cluster does not have yet (an autoscaler adds them) check_resources names.
     short = [f"{free.get(k, 0.0):g} of the {v:g} {k} it asks for" for k, v in asks.items()
-             if free.get(k, 0.0) + 1e-9 < v]
+             if free.get(k, 0.0) + 1e-9 < v <= total.get(k, 0.0) + 1e-9]
     if short:
         log(f"the Ray cluster has {' and '.join(short)} free now (other runs hold the rest): this run waits until "
             f"they end (Ctrl-C stops it)")
