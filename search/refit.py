@@ -194,7 +194,7 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
     from ray import tune
 
     from visionsweep.search.space import trial_train_config
-    from visionsweep.trainables.ray_session import cluster_nodes, share_cpus
+    from visionsweep.trainables.ray_session import cluster_nodes, say_if_busy, share_cpus
 
     top = usable_rows(board, metric).head(sc.refit)
     if not len(top):
@@ -248,6 +248,8 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
     at_once = refits_at_once(jobs[0][2], nodes, len(jobs))
     if at_once > 1:
         log(f"refit: {len(jobs)} runs, {at_once} at a time")
+    say_if_busy(share_cpus(jobs[0][2], nodes, runs=at_once), log, runs=at_once,
+                who="the refit waits" if at_once == 1 else f"the {at_once} refit runs at once wait")
     ref = ray.put(all_arrays)
     stopped = threading.Event()  # set when the caller stops waiting (Ctrl-C): threads still running go quiet
 

@@ -85,3 +85,29 @@ def test_a_run_that_asks_for_cpus_other_runs_hold_says_it_waits(ray_cluster):
     while ray.available_resources().get("CPU", 0) < 4 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not say_if_busy(cfg, log=said.append) and len(said) == 1
+
+
+def test_refits_at_once_say_they_wait_and_a_group_freed_a_moment_later_is_not_a_wait(ray_cluster):
+    """The refits start as the sweep's last trials end: Ray's view of the free CPUs lags their end, so a shortfall
+    is looked at again for a few seconds before it is said; a real one is said for all the runs that go at once."""
+    import threading
+
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from visionsweep.trainables.config import TrainConfig
+    from visionsweep.trainables.ray_session import say_if_busy
+
+    cfg = TrainConfig(backbone="test_resnet", workers=1, cpus_per_worker=2.0)  # 2 refits at once: all 4 CPUs
+    said = []
+    held = placement_group([{"CPU": 1}])
+    ray.get(held.ready())
+    try:
+        assert say_if_busy(cfg, log=said.append, runs=2, who="the 2 refit runs at once wait", settle_s=0.5)
+        assert said == ["the Ray cluster has 3 of the 4 CPU they ask for free now (other runs hold the rest): the 2 "
+                        "refit runs at once wait until they end (Ctrl-C stops it)"]
+        threading.Timer(1.0, remove_placement_group, args=(held,)).start()  # "a run that ends just now"
+        assert not say_if_busy(cfg, log=said.append, runs=2, settle_s=20) and len(said) == 1
+    finally:
+        if ray.util.placement_group_table(held)["state"] != "REMOVED":
+            remove_placement_group(held)

@@ -226,18 +226,29 @@ def check_resources(cfg: TrainConfig, nodes: list[dict], *, can_grow: bool = Fal
                         f"lower --workers")
 
 
-def say_if_busy(cfg: TrainConfig, log=say) -> bool:
+def say_if_busy(cfg: TrainConfig, log=say, *, runs: int = 1, who: str = "this run waits",
+                settle_s: float = 3.0) -> bool:
     """A run that asks for more than the cluster has free right now waits for it: Ray Train retries every 60 s,
-    for ever, and says nothing. Say so once, before the run starts (True when it was said). The free resources are
-    Ray's view of a moment ago, so a run that ended just now may still show as holding its CPUs."""
+    for ever, and says nothing. Say so once, before the run starts (True when it was said). `runs` runs of this
+    shape at once ask for `runs` times as much (the refits). The free resources are Ray's view of a moment ago, so
+    runs that ended just now (a sweep's last trials, before its refits) may still show as holding their CPUs: a
+    shortfall is looked at again for up to `settle_s` seconds before it is said."""
+    import time
+
     import ray
 
-    free, total = ray.available_resources(), ray.cluster_resources()
-    asks = {k: v * cfg.workers for k, v in worker_bundle(cfg).items() if v > 0}
-    # Only what other runs hold: GPUs the cluster does not have yet (an autoscaler adds them) check_resources names.
-    short = [f"{free.get(k, 0.0):g} of the {v:g} {k} it asks for" for k, v in asks.items()
-             if free.get(k, 0.0) + 1e-9 < v <= total.get(k, 0.0) + 1e-9]
+    asks = {k: v * cfg.workers * runs for k, v in worker_bundle(cfg).items() if v > 0}
+    asker = "it asks" if runs == 1 else "they ask"
+    deadline = time.monotonic() + settle_s
+    while True:
+        free, total = ray.available_resources(), ray.cluster_resources()
+        # Only what other runs hold: GPUs the cluster does not have yet (an autoscaler adds them) check_resources names.
+        short = [f"{free.get(k, 0.0):g} of the {v:g} {k} {asker} for" for k, v in asks.items()
+                 if free.get(k, 0.0) + 1e-9 < v <= total.get(k, 0.0) + 1e-9]
+        if not short or time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
     if short:
-        log(f"the Ray cluster has {' and '.join(short)} free now (other runs hold the rest): this run waits until "
-            f"they end (Ctrl-C stops it)")
+        log(f"the Ray cluster has {' and '.join(short)} free now (other runs hold the rest): {who} until they end "
+            f"(Ctrl-C stops it)")
     return bool(short)
