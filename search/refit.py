@@ -258,8 +258,7 @@ def refit_top(sweep: str, board, *, sc, setup, arrays: dict, metric: str, log=sa
             log(message)
 
     calls = [functools.partial(_refit_one, sweep, share_cpus(cfg, nodes, runs=at_once), setup, ref, run=run,
-                               row=row, n_all=n_all, log=run_log, pg_cleaner=False)  # in the sweep's Reaper block
-             for _, _, cfg, run, row in jobs]
+                               row=row, n_all=n_all, log=run_log) for _, _, cfg, run, row in jobs]
     try:
         with quiet_train_logs():  # around all the runs: a level set and restored by each thread would race
             for i, model in run_at_once(calls, at_once, stop=stopped):
@@ -376,9 +375,8 @@ def run_name(trial_id: str, seed: int, first_seed: int) -> str:
     return st.join(REFIT_RUNS, f"refit-{trial_id}" if seed == first_seed else f"refit-{trial_id}-seed{seed}")
 
 
-def _refit_one(sweep: str, cfg, setup, ref, *, run: str, row, n_all: int, log, pg_cleaner: bool = True) -> dict:
-    """One refit model as a Ray Train run; its record entry (status done or error). `pg_cleaner=False` inside the
-    sweep's Reaper block (search.reaper frees the group of a dead controller): one process fewer per run."""
+def _refit_one(sweep: str, cfg, setup, ref, *, run: str, row, n_all: int, log) -> dict:
+    """One refit model as a Ray Train run; its record entry (status done or error)."""
     import time
 
     from visionsweep.trainables.ray_train import make_trainer, raise_if_failed
@@ -390,8 +388,7 @@ def _refit_one(sweep: str, cfg, setup, ref, *, run: str, row, n_all: int, log, p
     t0 = time.time()
     model = {"run": run, "seed": cfg.seed}
     try:
-        raise_if_failed(make_trainer(cfg, setup.info, ref, storage=st.join(sweep, REFIT_RUNS), name=name,
-                                     pg_cleaner=pg_cleaner).fit())
+        raise_if_failed(make_trainer(cfg, setup.info, ref, storage=st.join(sweep, REFIT_RUNS), name=name).fit())
         model.update(status="done", seconds=round(time.time() - t0, 1))
         log(f"refit {name}: done in {time.time() - t0:.0f} s -> {st.join(sweep, run)}")
     except Exception as err:  # predict uses the configuration's other refit models, or the trial's own checkpoint

@@ -25,13 +25,6 @@ from visionsweep.trainables.inference import load_for_inference, predict_probs
 pytestmark = pytest.mark.slow
 
 
-def _cleaners() -> int:
-    """Ray Train's PlacementGroupCleaner actors, alive or dead, so far in this cluster."""
-    from ray.util.state import list_actors
-
-    return len(list_actors(filters=[("class_name", "=", "PlacementGroupCleaner")], limit=10_000))
-
-
 def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_predict_uses_it(ray_cluster, tmp_path,
                                                                                           monkeypatch):
     """`import visionsweep` in a notebook: sweep, predict and report return typed results; each trial is scored by
@@ -44,7 +37,6 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     monkeypatch.setenv("WANDB_MODE", "offline")  # W&B runs written into the sweep folder, as a user without a key
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     handler = signal.getsignal(signal.SIGINT)
-    cleaners = _cleaners()
     result = vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"],
                       image_size=16, batch_size=32, pretrained=False, cpu=True, refit=1, refit_seeds=1, folds=2,
                       top_k=1, log=printed.append, mlflow=tracking, wandb="visionsweep-tests")
@@ -61,10 +53,7 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"], image_size=16,
              batch_size=32, pretrained=False, cpu=True, refit=1, folds=2, top_k=1, resume=True, log=resumed.append)
     resumed = "\n".join(map(str, resumed))
-    # The refits run in the sweep's Reaper block: no placement-group cleaner actor of Train's per run, and every
-    # worker group freed when the sweep returns.
-    assert _cleaners() == cleaners
-    job = ray.get_runtime_context().get_job_id()
+    job = ray.get_runtime_context().get_job_id()  # the notebook's job goes on: the refits leave no worker group held
     assert not [pg for pg, info in ray.util.placement_group_table().items()
                 if pg.endswith(job) and info["state"] != "REMOVED"]
     assert resumed.count("already done, kept") == 1 and f"refit refit-{trial}-seed43: done" in resumed, resumed
