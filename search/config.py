@@ -54,10 +54,11 @@ class SearchConfig:
     reduction_factor: int | None = None          # ASHA: keep 1/reduction_factor at each rung; None = 2 (<= 8 epochs), else 3
     restart_at_rungs: bool = True                # with asha, one-cycle restarts at every rung (an annealed model is judged)
     recipe_first: bool = True                    # trial 1 is the fastai recipe (first backbone, max LR 3e-3 or 1e-3 pretrained)
-    # One trial more than the resources can train is started, its start-up (driver, Train controller: processes and
-    # imports) overlapping the others' training while its workers wait for a free slot. None: on for the local
-    # cluster visionsweep starts, off on a cluster (the waiting workers would make an autoscaler add a node); never
-    # with max_concurrent (the extra trial would train at once where the cluster has room).
+    # One trial more than the resources can train is started, its start-up (its driver, which runs its Train
+    # controller: process and imports) overlapping the others' training while its workers wait for a free slot.
+    # None: on for the local cluster visionsweep starts, off on a cluster (the waiting workers would make an
+    # autoscaler add a node); never with max_concurrent (the extra trial would train at once where the cluster has
+    # room).
     start_ahead: bool | None = None
     weights: dict = field(default_factory=dict)  # backbone -> weights file (safetensors / state dict); such backbones go first
     lr_find: bool = False                        # run lr_find per backbone first; search max LR around its valley

@@ -3,8 +3,10 @@
 Ray's `TuneReportCallback` creates a `ray.util.queue.Queue`, one more Ray process per trial (~1.2 s of CPU
 starting up and importing Ray on 2 cores). Here the Train controller writes each of rank 0's reports to Ray's
 key-value store (in the GCS) under the trial's channel (`KVReport`), and the trial reads them back in order while
-fit() runs in a thread (`relay`). The other process a trial no longer starts is Train's placement-group cleaner
-(search.reaper)."""
+fit() runs in a thread (`relay`). The controller runs in that thread's event loop (trainables.ray_train,
+`controller_in_process`); the store also carries the reports where it is an actor of its own (fit() outside an
+actor). The other processes a trial no longer starts: Train's placement-group cleaner (search.reaper) and the
+TrainController actor."""
 
 from __future__ import annotations
 

@@ -56,10 +56,11 @@ def sweep(ray_cluster, binary_data, tmp_path_factory):
 
 
 def _helper_actors() -> collections.Counter:
-    """The actors, alive or dead, that Ray's own Tune + Train integration starts per trial (search.relay)."""
+    """The actors, alive or dead, that Ray's own Tune + Train integration starts per trial (search.relay), and
+    Train's controller actor (each trial's own actor runs its controller: trainables.ray_train)."""
     from ray.util.state import list_actors
 
-    return collections.Counter(a.class_name for cls in ("PlacementGroupCleaner", "_QueueActor")
+    return collections.Counter(a.class_name for cls in ("PlacementGroupCleaner", "_QueueActor", "TrainController")
                                for a in list_actors(filters=[("class_name", "=", cls)], limit=10_000))
 
 
@@ -113,10 +114,11 @@ def test_sweep_runs_every_trial_stops_the_worse_and_survives_a_failing_one(sweep
         assert len([c for c in run.glob("checkpoint_*") if c.is_dir()]) <= 2
 
 
-def test_trials_start_no_queue_or_cleaner_actor_and_leave_no_worker_group(sweep):
-    """5 trials; Tune stops all but the failed one (ASHA, early or at the last epoch) by killing its actor, and the
-    trial's Train controller dies with it: the sweep started neither of the per-trial helper processes of Ray's
-    integration, and every worker group was freed (search.reaper; without it, 4 groups were left here)."""
+def test_trials_start_no_queue_cleaner_or_controller_actor_and_leave_no_worker_group(sweep):
+    """5 trials; Tune stops all but the failed one (ASHA, early or at the last epoch) by killing its actor, which
+    runs the trial's Train controller: the sweep started none of the per-trial helper processes of Ray's
+    integration, no controller actor, and every worker group was freed (search.reaper; without it, 4 groups were
+    left here)."""
     _, board, _, ray_side = sweep
     assert (board["status"] == "stopped early").sum() >= 1
     assert not ray_side["started"], ray_side["started"]

@@ -105,11 +105,12 @@ def lr_find_per_worker(config: dict) -> None:
 
 def make_trainer(cfg: TrainConfig, info: DataInfo, arrays_ref, *, storage: Path | str, name: str,
                  callbacks: list | None = None, env: dict | None = None, per_worker=train_loop_per_worker,
-                 pg_cleaner: bool = True):
+                 pg_cleaner: bool = True, controller_in_process: bool = False):
     """The TorchTrainer of one run: DDP over cfg.workers (NCCL on GPUs, gloo on CPUs), checkpoints keep the
     best by the task's metric plus the latest (for resume), failed worker groups restart from the latest.
     `pg_cleaner=False`: without Train's placement-group cleaner actor, for a caller that frees the worker group
-    of a dead controller itself (a sweep's trials: search.reaper)."""
+    of a dead controller itself (a sweep's trials: search.reaper). `controller_in_process`: the calling actor runs
+    Train's controller, no TrainController actor (_interruptible)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -127,7 +128,7 @@ def make_trainer(cfg: TrainConfig, info: DataInfo, arrays_ref, *, storage: Path 
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             worker_runtime_env={"env_vars": env} if env else None),
     )
-    trainer.pg_cleaner = pg_cleaner
+    trainer.pg_cleaner, trainer.controller_in_process = pg_cleaner, controller_in_process
     return trainer
 
 
@@ -141,12 +142,34 @@ def _interruptible(base):
 
     Also: no DatasetManager actor. Ray Train 2.60 starts one for every run, Ray Datasets or not (one more process
     per run, ~1.3 s of CPU importing Ray Data); visionsweep's runs pass arrays, never `datasets`. And no
-    placement-group cleaner actor where `pg_cleaner` is False (make_trainer)."""
+    placement-group cleaner actor where `pg_cleaner` is False (make_trainer).
+
+    And, where `controller_in_process` is set and fit() runs in an actor (a sweep's trial: its Tune actor), no
+    TrainController actor either: the calling actor runs the controller's loop (the object Train's actor holds,
+    its `run()` on an event loop of fit()'s thread), one Ray process fewer per trial, and that process had to
+    import torch and Ray Train again. What differs: the workers' handle to "the controller actor" is the trial's
+    actor (Train uses it only for `ray.train.get_all_reported_checkpoints`, which visionsweep never calls), the
+    worker group and its placement group are the trial actor's (they end with it, as they ended with the
+    controller it owned), and `abort()` would end the trial's actor: only Train's Ctrl-C handler calls it, which
+    Tune's trial threads never install. Not in a driver: Train hands workers `current_actor`, which a driver has
+    not got."""
     import ray
 
     class InterruptibleTrainer(base):
         interrupted = False
         pg_cleaner = True
+        controller_in_process = False
+
+        def _initialize_and_run_controller(self, **kwargs):
+            if not self.controller_in_process or ray.get_runtime_context().get_actor_id() is None:
+                return super()._initialize_and_run_controller(**kwargs)
+            import asyncio
+
+            from ray.train.v2._internal.execution.controller import TrainController
+
+            controller = TrainController(**kwargs)  # what Train's own actor runs: its loop, here in fit()'s thread
+            asyncio.run(controller.run())
+            return controller.get_result()
 
         def _register_sigint_handler(self, controller) -> None:
             def handler(signum, frame):
