@@ -149,8 +149,9 @@ def _interruptible(base):
     its `run()` on an event loop of fit()'s thread), one Ray process fewer per trial, and that process had to
     import torch and Ray Train again. What differs: the workers' handle to "the controller actor" is the trial's
     actor (Train uses it only for `ray.train.get_all_reported_checkpoints`, which visionsweep never calls), the
-    worker group and its placement group are the trial actor's (they end with it, as they ended with the
-    controller it owned), and `abort()` would end the trial's actor: only Train's Ctrl-C handler calls it, which
+    worker actors are the trial actor's (they end with it, as they ended with the controller it owned), its
+    placement group's creator is the trial actor (the sweep's Reaper frees it once that is dead, as it freed the
+    dead controller's), and `abort()` would end the trial's actor: only Train's Ctrl-C handler calls it, which
     Tune's trial threads never install. Not in a driver: Train hands workers `current_actor`, which a driver has
     not got."""
     import ray
