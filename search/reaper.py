@@ -2,9 +2,9 @@
 
 When Tune stops a trial (ASHA, or the end of the sweep) it kills the trial's actor; the trial's Train controller,
 which runs in that actor (trainables.ray_train), dies with it, and the placement group it made for its workers
-stays: Ray removes a group made by a (non-detached) actor only once its job has ended too. Ray Train 2.60 starts a detached `PlacementGroupCleaner`
-actor per run for this: one more Ray process per trial (~1.9 s of CPU on 2 cores, measured in a sweep), which
-asks the state API (the dashboard) every second. A sweep's trials run without it
+stays: Ray removes a group made by a (non-detached) actor only once its job has ended too. Ray Train 2.60 starts
+a detached `PlacementGroupCleaner` actor per run for this: one more Ray process per trial (~1.9 s of CPU on 2
+cores, measured in a sweep), which asks the state API (the dashboard) every second. A sweep's trials run without it
 (`make_trainer(pg_cleaner=False)`); `Reaper`, a thread of the sweep process, removes every group of this job whose
 creating actor is dead, read from the GCS's placement-group table (~0.4 ms a call on a local cluster). A group
 whose creator is dead can never be used again, so nothing live is touched: Tune's own groups for the trial

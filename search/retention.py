@@ -17,10 +17,10 @@ from visionsweep.trainables.checkpoint import STATE, WEIGHTS
 def prune_unregistered_checkpoints(train_runs: str) -> int:
     """Delete checkpoint folders that Train's own record (checkpoint_manager_snapshot.json) does not list.
 
-    When ASHA stops a trial, Tune ends the trial actor and with it the Train controller it runs, but the workers run on
-    until their placement group is removed (by the sweep's reaper, search.reaper: within 0.25 s) and may write
-    one or two more checkpoints that no record points to: retention never deletes them, and resume never uses
-    them."""
+    When ASHA stops a trial, Tune ends the trial actor and with it the Train controller it runs, but the workers
+    run on until their placement group is removed (by the sweep's reaper, search.reaper: within 0.25 s) and may
+    write one or two more checkpoints that no record points to: retention never deletes them, and resume never
+    uses them."""
 
 
     if st.is_remote(train_runs) or not Path(train_runs).is_dir():
