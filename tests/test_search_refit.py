@@ -5,6 +5,8 @@ averages them (or, with --no-refit, the trial's own fold models)."""
 
 import json
 import signal
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,12 +37,22 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     storage = tmp_path / "sweeps"
     printed = []
     monkeypatch.setenv("WANDB_MODE", "offline")  # W&B runs written into the sweep folder, as a user without a key
+    import wandb  # noqa: F401  (this process's own temp folders, removed at its exit, made before the count below)
+
+    def wandb_temp() -> set:
+        temp = Path(tempfile.gettempdir())
+        return set(temp.glob("tmp*wandb-*")) | set(temp.glob("visionsweep-wandb-*"))
+
+    temp_before = wandb_temp()
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     handler = signal.getsignal(signal.SIGINT)
     result = vs.sweep(data_dir, name="rf", storage=storage, trials=2, epochs=2, backbones=["test_resnet"],
                       image_size=16, batch_size=32, pretrained=False, cpu=True, refit=1, refit_seeds=1, folds=2,
                       top_k=1, log=printed.append, mlflow=tracking, wandb="visionsweep-tests")
     printed = "\n".join(map(str, printed))
+    # Ray ends each trial's W&B logging actor with ray.kill: wandb's temp folders (made at import, removed only at a
+    # normal exit) went to the sweep's own temp dir, removed with it, not 2 per trial into the system's temp dir.
+    assert wandb_temp() == temp_before, sorted(map(str, wandb_temp() - temp_before))
     # Tune's fit() leaves its own SIGINT handler behind; the sweep puts the notebook's back (else the first Ctrl-C
     # of the refit, or of anything after the sweep, would only set an event inside Tune).
     assert signal.getsignal(signal.SIGINT) is handler
