@@ -52,7 +52,7 @@ def test_a_notebook_sweep_cross_validates_refits_the_best_configuration_and_pred
     printed = "\n".join(map(str, printed))
     # Ray ends each trial's W&B logging actor with ray.kill: wandb's temp folders (made at import, removed only at a
     # normal exit) went to the sweep's own temp dir, removed with it, not 2 per trial into the system's temp dir.
-    assert wandb_temp() == temp_before, sorted(map(str, wandb_temp() - temp_before))
+    assert not wandb_temp() - temp_before, sorted(map(str, wandb_temp() - temp_before))  # (others may go)
     # Tune's fit() leaves its own SIGINT handler behind; the sweep puts the notebook's back (else the first Ctrl-C
     # of the refit, or of anything after the sweep, would only set an event inside Tune).
     assert signal.getsignal(signal.SIGINT) is handler
