@@ -9,6 +9,11 @@ Two sweeps, one trial training at a time in each:
   ahead    each trial's worker takes every CPU, so the cluster's resources allow one trial at a time, as one GPU
            does for one-GPU trials: the sweep starts one more trial ahead (search.sweep.in_flight), whose driver
            and Train controller start up while the other trains.
+Where the CPU goes (Linux): a thread reads every process's CPU time from /proc every 0.2 s during each sweep and
+sums it by Ray process title (Tune's trial actors, Train's workers and synchronization actors, the rest). With one
+training at a time, a trial's Train worker starts only when the previous trial's has ended, so the mean life of a
+worker process (first to last sight) is a floor under the per-trial wall time that no overlap of the other
+processes removes; and their CPU seconds per trial over the machine's cores are another.
 Run: .venv/bin/python bench/bench_sweep_overhead.py [--trials 8] [--modes capped,ahead]
 """
 
@@ -18,10 +23,55 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+
+GROUPS = {"ray::ImplicitFunc": "trial actors", "ray::RayTrainWorker": "Train workers",
+          "ray::SynchronizationActor": "Train sync actors"}
+
+
+class ProcessCPU(threading.Thread):
+    """CPU seconds (user + system) of every process on the machine while it runs, by Ray process title, and each
+    Train worker's life (first to last sight). A process seen only partly counts what it used while watched."""
+
+    def __init__(self, period_s: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.period_s, self.stop_event, self.seen = period_s, threading.Event(), {}
+        self.hz = os.sysconf("SC_CLK_TCK")
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        for pid in os.listdir("/proc"):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except (OSError, ValueError):
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            cpu = (int(fields[11]) + int(fields[12])) / self.hz
+            entry = self.seen.setdefault((pid, fields[19]), {"cpu0": cpu, "first": now, "title": title.strip()})
+            entry.update(cpu=cpu, last=now)
+            if title.startswith("ray::"):  # a worker's title changes once it becomes an actor
+                entry["title"] = title.strip()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.period_s):
+            self.poll()
+
+    def finish(self) -> dict:
+        self.stop_event.set()
+        self.join()
+        self.poll()
+        totals: dict = {}
+        for e in self.seen.values():
+            group = GROUPS.get(e["title"], "driver, cluster, rest")
+            totals[group] = totals.get(group, 0.0) + e["cpu"] - e["cpu0"]
+        lives = [e["last"] - e["first"] for e in self.seen.values() if e["title"] == "ray::RayTrainWorker"]
+        return {"cpu": totals, "worker_life": sum(lives) / len(lives) if lives else float("nan")}
 
 
 def main() -> None:
@@ -58,7 +108,7 @@ def main() -> None:
     init_s = time.perf_counter() - t
     cpus = session.resources.get("CPU", 1.0)
     print(f"ray.init (dashboard): {init_s:.1f} s; the cluster has {cpus:g} CPUs")
-    rows = {}
+    rows, cpu = {}, {}
     for mode in modes:
         options = (dict(max_concurrent=1) if mode == "capped" else dict(cpus_per_worker=cpus))
         sc = SearchConfig(name=f"overhead-{mode}", storage=str(tmp / "sweeps"), trials=args.trials, epochs=1,
@@ -66,9 +116,14 @@ def main() -> None:
                           train={"image_size": 16, "batch_size": 32, "pretrained": False},
                           refit=0,  # the refit after the search is one more Train run, not per-trial overhead
                           **options)
+        watch = ProcessCPU() if Path("/proc/self/stat").exists() else None
+        if watch:
+            watch.start()
         t = time.perf_counter()
         run_sweep(data=data, sc=sc, spec=spec, log=lambda m: None)
         wall = time.perf_counter() - t
+        if watch:
+            cpu[mode] = watch.finish()
         grid = tune.ResultGrid(tune.ExperimentAnalysis(str(tmp / "sweeps" / sc.name)))
         inside = sum(float(r.metrics_dataframe["time_s"].sum()) for r in grid)
         rows[mode] = (wall, inside, (wall - inside) / args.trials)  # one training at a time: epochs add up
@@ -77,6 +132,15 @@ def main() -> None:
         print(f"{mode:8s} {wall:12.1f} {inside:15.1f} {overhead:21.1f}")
     if len(rows) == 2:
         print(f"ratio ahead / capped per-trial overhead: {rows['ahead'][2] / rows['capped'][2]:.2f}")
+    for mode, watched in cpu.items():
+        per_trial = {group: s / args.trials for group, s in sorted(watched["cpu"].items())}
+        total = sum(per_trial.values())
+        wall_per_trial = rows[mode][0] / args.trials
+        print(f"{mode}: CPU seconds per trial (all processes while the sweep ran): "
+              + ", ".join(f"{group} {s:.1f}" for group, s in per_trial.items()) + f"; total {total:.1f}")
+        print(f"{mode}: floors under the wall time per trial ({wall_per_trial:.1f} s): that CPU over {os.cpu_count()} "
+              f"cores {total / os.cpu_count():.1f} s (ratio wall / floor {wall_per_trial / (total / os.cpu_count()):.2f}); "
+              f"a Train worker's life {watched['worker_life']:.1f} s")
     session.close()
     ray.shutdown()
 
