@@ -153,8 +153,7 @@ def _interruptible(base):
     placement group's creator is the trial actor (the sweep's Reaper frees it once that is dead, as it freed the
     dead controller's), and `abort()` would end the trial's actor: only Train's Ctrl-C handler calls it, which
     Tune's trial threads never install; `stop()` ends the run and leaves the actor to Tune's next trial. Not in a
-    driver: Train hands workers `current_actor`, which a driver has
-    not got."""
+    driver: Train hands workers `current_actor`, which a driver has not got."""
     import ray
 
     class InterruptibleTrainer(base):
@@ -189,9 +188,9 @@ def _interruptible(base):
 
         def stop(self) -> None:
             """From another thread, while fit() runs its controller in this process: end the run as Train's
-            abort() does (its workers, synchronization actor and placement group go; Train's record says
-            ABORTED), without ending the process, which Train's abort() does. fit() then raises
-            asyncio.CancelledError. A Tune actor that runs trial after trial (reuse_actors) stops a trial Tune
+            abort() does (its workers, synchronization actor and placement group go; the controller's state
+            becomes ABORTED), without ending the process, which Train's abort() does. fit() then raises
+            asyncio.CancelledError. A Tune actor that runs trial after trial (reuse_actors) ends a trial Tune
             stopped this way."""
             cancel = self._cancel
             if cancel is not None:
