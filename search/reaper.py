@@ -1,7 +1,6 @@
 """Frees the Train worker groups that stopped trials leave behind, from the sweep's own process.
 
-When Tune stops a trial (ASHA, or the end of the sweep) and has no next trial to give its actor (reuse_actors;
-where it has one, the run is stopped in the actor, search.relay), it kills the actor; the trial's Train controller,
+When Tune stops a trial (ASHA, or the end of the sweep) it kills the trial's actor; the trial's Train controller,
 which runs in that actor (trainables.ray_train), dies with it, and the placement group it made for its workers
 stays: Ray removes a group made by a (non-detached) actor only once its job has ended too. Ray Train 2.60 starts
 a detached `PlacementGroupCleaner` actor per run for this: one more Ray process per trial (~1.9 s of CPU on 2

@@ -40,14 +40,10 @@ def new_channel(trial_id: str) -> str:
     return f"report/{trial_id}/{uuid.uuid4().hex[:8]}"
 
 
-def relay(fit, channel: str, report, *, stop=None, poll_s: float = 0.05):
+def relay(fit, channel: str, report, *, poll_s: float = 0.05):
     """Runs fit() in a thread and hands each report that `KVReport` puts under `channel` to report(metrics), in
     order, from the calling thread (Tune's session wants its trial's thread). Returns fit()'s result, or raises
-    what it raised, once every report is handed on: a report is in the store before its run can end.
-
-    Where report() raises (Tune ends a trial it stopped that way when its actor goes on with another trial:
-    SystemExit from tune.report), `stop()` ends the run and the call returns only once fit() has: the run's
-    workers and their resources are gone before the actor's next trial starts."""
+    what it raised, once every report is handed on: a report is in the store before its run can end."""
     outcome: dict = {}
     done = threading.Event()
 
@@ -71,11 +67,6 @@ def relay(fit, channel: str, report, *, stop=None, poll_s: float = 0.05):
             if ended:
                 break
             done.wait(poll_s)
-    except BaseException:
-        if stop is not None:
-            stop()
-            done.wait()
-        raise
     finally:
         kv._internal_kv_del(f"{channel}/", del_by_prefix=True, namespace=NAMESPACE)
     if "error" in outcome:

@@ -56,33 +56,6 @@ def test_relay_raises_what_fit_raised_after_handing_on_its_reports(ray_cluster):
     assert not internal_kv._internal_kv_list(channel, namespace=NAMESPACE)
 
 
-def test_relay_stops_the_run_when_tune_ends_the_trial_and_returns_only_after_fit(ray_cluster):
-    """Tune ends a trial it stopped, when its actor takes the next trial, by raising SystemExit in tune.report:
-    relay() asks the run to stop and re-raises only once fit() has returned (its workers gone), not while the
-    run trains on beside the next trial."""
-    channel = new_channel("t3")
-    callback, stopping, ended = KVReport(channel), threading.Event(), []
-
-    def fit():
-        epoch = 0
-        while not stopping.is_set():  # a run that would train on for ever
-            epoch += 1
-            callback.after_report(None, [{"epoch": epoch}], None)
-            stopping.wait(0.05)
-        time.sleep(0.3)  # the worker group's shutdown
-        ended.append(True)
-        raise RuntimeError("cancelled")
-
-    def report(metrics):
-        if metrics["epoch"] == 2:  # ASHA stopped the trial at its second report
-            raise SystemExit(0)
-
-    with pytest.raises(SystemExit):
-        relay(fit, channel, report, stop=stopping.set)
-    assert ended, "relay() re-raised while fit() was still running"
-    assert not internal_kv._internal_kv_list(channel, namespace=NAMESPACE)
-
-
 @ray.remote(num_cpus=0)
 class _Controller:
     """Stands where Train's controller stands: an actor that makes its workers' placement group."""

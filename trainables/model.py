@@ -17,7 +17,7 @@ from visionsweep.datasets.console import say
 
 HUB_HOST = "huggingface.co"
 # timm (with torchvision, ~2 s) is imported inside the functions: the Tune trial actor and the Train
-# controller import this module but never build a model.
+# controller import this module but never build a model, and each sweep trial starts both afresh.
 
 
 def _timm():

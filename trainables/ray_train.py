@@ -152,15 +152,14 @@ def _interruptible(base):
     worker actors are the trial actor's (they end with it, as they ended with the controller it owned), its
     placement group's creator is the trial actor (the sweep's Reaper frees it once that is dead, as it freed the
     dead controller's), and `abort()` would end the trial's actor: only Train's Ctrl-C handler calls it, which
-    Tune's trial threads never install; `stop()` ends the run and leaves the actor to Tune's next trial. Not in a
-    driver: Train hands workers `current_actor`, which a driver has not got."""
+    Tune's trial threads never install. Not in a driver: Train hands workers `current_actor`, which a driver has
+    not got."""
     import ray
 
     class InterruptibleTrainer(base):
         interrupted = False
         pg_cleaner = True
         controller_in_process = False
-        _cancel = None
 
         def _initialize_and_run_controller(self, **kwargs):
             if not self.controller_in_process or ray.get_runtime_context().get_actor_id() is None:
@@ -170,34 +169,8 @@ def _interruptible(base):
             from ray.train.v2._internal.execution.controller import TrainController
 
             controller = TrainController(**kwargs)  # what Train's own actor runs: its loop, here in fit()'s thread
-            asyncio.run(self._run_here(controller))
+            asyncio.run(controller.run())
             return controller.get_result()
-
-        async def _run_here(self, controller) -> None:
-            import asyncio
-
-            task, loop = asyncio.current_task(), asyncio.get_running_loop()
-            self._cancel = lambda: loop.call_soon_threadsafe(task.cancel)
-            try:
-                await controller.run()
-            except asyncio.CancelledError:  # stop(): the run ends here, its worker group first
-                _abort_in_process(controller)
-                raise
-            finally:
-                self._cancel = None
-
-        def stop(self) -> None:
-            """From another thread, while fit() runs its controller in this process: end the run as Train's
-            abort() does (its workers, synchronization actor and placement group go; the controller's state
-            becomes ABORTED), without ending the process, which Train's abort() does. fit() then raises
-            asyncio.CancelledError. A Tune actor that runs trial after trial (reuse_actors) ends a trial Tune
-            stopped this way."""
-            cancel = self._cancel
-            if cancel is not None:
-                try:
-                    cancel()
-                except RuntimeError:  # the loop has just closed: the run is over anyway
-                    pass
 
         def _register_sigint_handler(self, controller) -> None:
             def handler(signum, frame):
@@ -233,26 +206,6 @@ def _interruptible(base):
             return result
 
     return InterruptibleTrainer
-
-
-def _abort_in_process(controller) -> None:
-    """Ray Train 2.60's TrainController.abort() without its last step, ray.actor.exit_actor(): the controller's
-    process is a Tune trial actor that goes on with the next trial. Only where the worker group cannot be
-    aborted does the actor end, as Train's own abort() ends it, so that its group is freed as a dead
-    controller's is (search.reaper), not left to a live actor whose next trial would wait for it."""
-    import ray
-    from ray.train.v2._internal.execution.controller.state import AbortedState
-
-    if controller.get_state().is_terminal():
-        return
-    controller._controller_callback_manager.invoke_best_effort("before_controller_abort")
-    try:
-        if controller._worker_group:
-            controller._worker_group.abort()
-    except Exception:
-        logging.getLogger(__name__).exception("could not abort the stopped trial's worker group; ending its actor")
-        ray.actor.exit_actor()
-    controller._set_state(AbortedState())
 
 
 @contextmanager
