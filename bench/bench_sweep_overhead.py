@@ -48,15 +48,15 @@ class ProcessCPU(threading.Thread):
         for pid in os.listdir("/proc"):
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text()
-                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").strip()
             except (OSError, ValueError):
                 continue
             fields = stat[stat.rfind(")") + 2:].split()
             cpu = (int(fields[11]) + int(fields[12])) / self.hz
-            entry = self.seen.setdefault((pid, fields[19]), {"cpu0": cpu, "first": now, "title": title.strip()})
+            entry = self.seen.setdefault((pid, fields[19]), {"cpu0": cpu, "first": now, "title": title})
             entry.update(cpu=cpu, last=now)
             if title.startswith("ray::"):  # a worker's title changes once it becomes an actor
-                entry["title"] = title.strip()
+                entry["title"] = title
 
     def run(self) -> None:
         while not self.stop_event.wait(self.period_s):
@@ -135,11 +135,11 @@ def main() -> None:
     for mode, watched in cpu.items():
         per_trial = {group: s / args.trials for group, s in sorted(watched["cpu"].items())}
         total = sum(per_trial.values())
-        wall_per_trial = rows[mode][0] / args.trials
+        wall_per_trial, cores = rows[mode][0] / args.trials, os.cpu_count()
         print(f"{mode}: CPU seconds per trial (all processes while the sweep ran): "
               + ", ".join(f"{group} {s:.1f}" for group, s in per_trial.items()) + f"; total {total:.1f}")
-        print(f"{mode}: floors under the wall time per trial ({wall_per_trial:.1f} s): that CPU over {os.cpu_count()} "
-              f"cores {total / os.cpu_count():.1f} s (ratio wall / floor {wall_per_trial / (total / os.cpu_count()):.2f}); "
+        print(f"{mode}: floors under the wall time per trial ({wall_per_trial:.1f} s): that CPU over {cores} cores "
+              f"{total / cores:.1f} s (ratio wall / floor {wall_per_trial / (total / cores):.2f}); "
               f"a Train worker's life {watched['worker_life']:.1f} s")
     session.close()
     ray.shutdown()
